@@ -1,0 +1,95 @@
+// The run config: validated once at ingest, stored with the run, read by every stage.
+// Every field has a documented default (docs/configuration.md); a config file only names changes.
+import { z } from 'zod';
+
+/** Where one role's model lives. No `baseURL` and no key means the offline model lab. */
+const modelEndpoint = z.strictObject({
+  /** Model name sent to the endpoint. */
+  model: z.string().min(1),
+  /** OpenAI-compatible base URL (vLLM, Ollama, LM Studio, a gateway). Omit for OpenAI itself. */
+  baseURL: z.url().optional(),
+  /** Name of the API key: a field of the stack's secret, or an environment variable locally. */
+  apiKeyName: z.string().min(1).default('OPENAI_API_KEY'),
+  /** Whether the endpoint honours `n` (several choices in one request). */
+  supportsN: z.boolean().default(true),
+  temperature: z.number().min(0).max(2).optional(),
+  maxTokens: z.int().positive().max(32_768).default(1024),
+  /** Request timeout in milliseconds. */
+  timeoutMs: z.int().positive().default(60_000),
+  /** Retries of a failed call (429, 5xx, timeout, connection error) before the stage fails. */
+  maxRetries: z.int().min(0).max(10).default(4),
+});
+export type ModelEndpoint = z.infer<typeof modelEndpoint>;
+
+const labModel = (role: string) => ({ model: `lab-${role}` });
+
+export const DEFAULT_TARGET_PROMPT = 'You are a helpful assistant. Answer the question.';
+export const DEFAULT_JUDGE_PROMPT =
+  'You are a judge. Score every candidate answer from 0 to 10 for how well it answers the question.';
+
+export const runConfigSchema = z.strictObject({
+  /** Candidates the target samples per prompt and iteration. */
+  candidatesPerPrompt: z.int().min(2).max(16).default(4),
+  /** Reward-model score (0-10) a pair needs to be accepted. */
+  rewardThreshold: z.number().min(0).max(10).default(7),
+  /** Passes through generate → judge per item, feedback included; then the item is rejected. */
+  maxIterations: z.int().min(1).max(10).default(3),
+  /** Smallest judge score difference between chosen and rejected that makes a pair. */
+  minMargin: z.number().min(0).max(10).default(1),
+  models: z
+    .strictObject({
+      target: modelEndpoint.prefault(labModel('target')),
+      judge: modelEndpoint.prefault(labModel('judge')),
+      reward: modelEndpoint.prefault(labModel('reward')),
+      optimizer: modelEndpoint.prefault(labModel('optimizer')),
+    })
+    .prefault({}),
+  prompts: z
+    .strictObject({
+      target: z.string().min(1).max(20_000).default(DEFAULT_TARGET_PROMPT),
+      judge: z.string().min(1).max(20_000).default(DEFAULT_JUDGE_PROMPT),
+    })
+    .prefault({}),
+  tools: z
+    .strictObject({
+      /** Tools the judge may call, for every domain unless `byDomain` names the domain. */
+      enabled: z.array(z.string().min(1)).default(['reference', 'calculator']),
+      byDomain: z.record(z.string(), z.array(z.string().min(1))).default({}),
+      /** Rounds of tool calls the judge may make before it must score. */
+      maxRounds: z.int().min(0).max(8).default(3),
+    })
+    .prefault({}),
+  /** In-flight work limits per stage (Lambda maxConcurrency in AWS, poller slots locally). */
+  concurrency: z
+    .strictObject({
+      ingest: z.int().min(1).max(1000).default(2),
+      generate: z.int().min(2).max(1000).default(4),
+      judge: z.int().min(2).max(1000).default(4),
+      feedback: z.int().min(2).max(1000).default(2),
+      finalize: z.int().min(1).max(1000).default(2),
+    })
+    .prefault({}),
+  /** Seed for everything random in the pipeline and the offline lab. */
+  seed: z.int().default(1),
+});
+
+export type RunConfig = z.infer<typeof runConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validates a run config (parsed JSON) and fills in the defaults; errors name the field. */
+export function parseRunConfig(input: unknown): RunConfig {
+  const result = runConfigSchema.safeParse(input ?? {});
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid run config: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
+
+/** The tools the judge may use for an item of this domain. */
+export function toolsFor(config: RunConfig, domain: string | undefined): string[] {
+  return (domain !== undefined ? config.tools.byDomain[domain] : undefined) ?? config.tools.enabled;
+}

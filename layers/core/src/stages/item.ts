@@ -1,0 +1,139 @@
+// The item state machine and the at-least-once discipline every item stage shares:
+//   generate(i) → judge(i) → accepted | rejected | feedback(i) → generate(i+1)
+// A message names (item, stage, iteration). A stage runs only when the stored item is exactly
+// there; it stores its transition with a conditional write and an outbox (the message to send
+// next), then sends and clears the outbox. A duplicate or a retry after a crash finds the
+// outbox and sends it again, so nothing is lost and nothing runs twice to completion.
+import { parseRunConfig, type RunConfig } from '../config';
+import type { Dependencies } from '../dependencies';
+import { ModelCallError } from '../models/gateway';
+import { ModelOutputError } from '../models/structured';
+import { WORK_PREFIX } from '../resources';
+import type { ItemRecord, Outbox, RunRecord } from '../state/records';
+import { type ItemMessage, type ItemState, type NormalizedInput, type StageName } from '../types';
+import { runFeedback } from './feedback';
+import { runGenerate } from './generate';
+import { runJudge } from './judge';
+import { checkRunComplete } from './progress';
+
+/** What a stage decided: the item's next record (without rev) — the caller stores and announces it. */
+export type StageOutcome = Omit<ItemRecord, 'rev'>;
+
+export interface StageContext {
+  deps: Dependencies;
+  run: RunRecord;
+  config: RunConfig;
+  item: ItemRecord;
+  input: NormalizedInput;
+}
+
+const STAGES: Record<StageName, (ctx: StageContext) => Promise<StageOutcome>> = {
+  generate: runGenerate,
+  judge: runJudge,
+  feedback: runFeedback,
+};
+
+/** A failure that retrying cannot fix: the item is rejected with the reason at once. */
+export class PermanentItemError extends Error {
+  override name = 'PermanentItemError';
+}
+
+export function parseItemMessage(body: string): ItemMessage {
+  const m = JSON.parse(body) as Partial<ItemMessage>;
+  if (typeof m.runId !== 'string' || typeof m.itemId !== 'string' || typeof m.stage !== 'string' || typeof m.iteration !== 'number') {
+    throw new Error(`not an item message: ${body.slice(0, 200)}`);
+  }
+  return m as ItemMessage;
+}
+
+export async function runItemStage(stage: StageName, deps: Dependencies, body: string, receiveCount: number): Promise<void> {
+  const message = parseItemMessage(body);
+  if (message.stage !== stage) throw new Error(`message for stage ${message.stage} reached the ${stage} queue`);
+  let item = await deps.state.getItem(message.runId, message.itemId);
+  if (!item) throw new Error(`item ${message.runId}/${message.itemId} not found`);
+
+  if (item.outbox) item = await flushOutbox(deps, item);
+  if (item.state !== stage || item.iteration !== message.iteration) return; // duplicate or stale
+
+  const run = await deps.state.getRun(message.runId);
+  if (!run) throw new Error(`run ${message.runId} not found`);
+  const ctx: StageContext = { deps, run, config: parseRunConfig(run.config), item, input: await loadInput(deps, item) };
+  try {
+    await commit(deps, item, await STAGES[stage](ctx));
+  } catch (error) {
+    const reason = errorReason(error);
+    if (isPermanent(error)) {
+      deps.log.warn('item failed permanently', { runId: item.runId, itemId: item.itemId, stage, reason });
+      await commit(deps, item, terminalOutcome(item, 'rejected', `${stage} failed: ${reason}`));
+      return;
+    }
+    if (receiveCount >= deps.maxReceiveCount(stage)) {
+      // Last delivery: count the item as dead-lettered so the run can finish; the message still
+      // goes to the dead-letter queue for inspection.
+      deps.log.error('item dead-lettered', { runId: item.runId, itemId: item.itemId, stage, reason });
+      await commit(deps, item, terminalOutcome(item, 'deadLettered', `${stage} failed ${receiveCount} times: ${reason}`));
+    }
+    throw error;
+  }
+}
+
+function isPermanent(error: unknown): boolean {
+  return (
+    error instanceof PermanentItemError ||
+    error instanceof ModelOutputError ||
+    (error instanceof ModelCallError && !error.retryable)
+  );
+}
+
+export const errorReason = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** Stores the outcome if nobody else moved the item meanwhile, then announces it. */
+async function commit(deps: Dependencies, prev: ItemRecord, outcome: StageOutcome): Promise<void> {
+  const stored = await deps.state.replaceItem(prev, outcome);
+  if (!stored) return; // a concurrent duplicate won; it sends the outbox
+  await flushOutbox(deps, stored);
+}
+
+/** Sends what the item's last transition promised, then clears the outbox. Safe to repeat. */
+export async function flushOutbox(deps: Dependencies, item: ItemRecord): Promise<ItemRecord> {
+  const outbox = item.outbox;
+  if (!outbox) return item;
+  if (outbox.kind === 'message') {
+    await deps.queues.send(outbox.message.stage, [outbox.message]);
+  } else {
+    await deps.state.recordTerminal(item.runId, item.itemId, item.state);
+    await checkRunComplete(deps, item.runId);
+  }
+  const { outbox: _sent, ...rest } = item;
+  return (await deps.state.replaceItem(item, { ...rest, updatedAt: new Date().toISOString() })) ?? (await reload(deps, item));
+}
+
+async function reload(deps: Dependencies, item: ItemRecord): Promise<ItemRecord> {
+  return (await deps.state.getItem(item.runId, item.itemId)) ?? item;
+}
+
+/** The next non-terminal state with the message that carries it out. */
+export function advance(item: ItemRecord, state: StageName, iteration: number, changes: Partial<ItemRecord>): StageOutcome {
+  const { rev: _rev, ...rest } = item;
+  const outbox: Outbox = { kind: 'message', message: { runId: item.runId, itemId: item.itemId, stage: state, iteration } };
+  return { ...rest, ...changes, state, iteration, outbox, updatedAt: new Date().toISOString() };
+}
+
+/** A terminal state: finalize reads the item's attempts from it; the outbox counts it. */
+export function terminalOutcome(
+  item: ItemRecord,
+  state: Extract<ItemState, 'accepted' | 'rejected' | 'deadLettered'>,
+  reason: string,
+  changes: Partial<ItemRecord> = {},
+): StageOutcome {
+  const { rev: _rev, ...rest } = item;
+  return { ...rest, ...changes, state, reason, outbox: { kind: 'terminal' }, updatedAt: new Date().toISOString() };
+}
+
+export const workKey = (runId: string, ...parts: string[]): string => `${WORK_PREFIX}${runId}/${parts.join('/')}`;
+
+export async function loadInput(deps: Dependencies, item: ItemRecord): Promise<NormalizedInput> {
+  if (item.input) return item.input;
+  if (!item.inputKey) throw new Error(`item ${item.itemId} has no input`);
+  return JSON.parse(await deps.blobs.getText(deps.buckets.output, item.inputKey)) as NormalizedInput;
+}
