@@ -17,8 +17,15 @@ export function tokenize(expr: string): Token[] | undefined {
     const num = /^(\d+(?:\.\d+)?|\.\d+)/.exec(src.slice(i));
     if (num) {
       const text = num[1]!;
-      tokens.push({ kind: 'num', value: Number(text), text: text.startsWith('.') ? `0${text}` : text });
       i += text.length;
+      if (src[i] === '%') {
+        // A percentage is its value over 100: `50%` reads as 0.5.
+        const value = Number(text) / 100;
+        tokens.push({ kind: 'num', value, text: formatNumber(value) });
+        i++;
+      } else {
+        tokens.push({ kind: 'num', value: Number(text), text: text.startsWith('.') ? `0${text}` : text });
+      }
       continue;
     }
     if (ch === '+' || ch === '-' || ch === '*' || ch === '/') tokens.push({ kind: 'op', text: ch });
@@ -137,29 +144,37 @@ export function finalNumber(text: string): number | undefined {
   return last ? parseNumber(last[0]) : undefined;
 }
 
+const OPERAND = String.raw`\(*[ \t]*-?(?:\d+(?:\.\d+)?|\.\d+)%?[ \t]*\)*`;
+// Strict on both ends so that fragments of prose arithmetic ("$400 000 x 3/100", "3 / 2 = 1 1/2",
+// "a = b = c") are not misread as false equations.
+const EQUATION_RE = new RegExp(
+  String.raw`(?<![\w.,/)])(?<![\d)/][ \t])(?<![-+*/×÷][ \t]?)(${OPERAND}(?:[ \t]*[-+*/×÷][ \t]*${OPERAND})+)[ \t]*=[ \t]*(-?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+))(%?)(?![ \t]?\d|[/.,]\d|[ \t]*[-+*/×÷(=][ \t]*\(?\$?\d)`,
+  'g',
+);
+
 export interface Equation {
   /** Canonical left-hand side, e.g. `9 * 2`. */
   expression: string;
+  tokens: Token[];
   /** The result the text claims. */
   claimed: number;
-  /** The equation as written. */
+  /** The equation as written, and where it is in the text. */
   text: string;
+  index: number;
 }
-
-const OPERAND = String.raw`\(*\s*-?(?:\d+(?:\.\d+)?|\.\d+)\s*\)*`;
-const EQUATION_RE = new RegExp(
-  String.raw`(${OPERAND}(?:\s*[-+*/×÷]\s*${OPERAND})+)\s*=\s*(-?\$?(?:\d[\d,]*(?:\.\d+)?|\.\d+))`,
-  'g',
-);
 
 /** The equations `a op b = c` written in a text (left side with at least one operator). */
 export function findEquations(text: string): Equation[] {
   const out: Equation[] = [];
   for (const m of text.matchAll(EQUATION_RE)) {
     const tokens = tokenize(m[1]!);
-    const claimed = parseNumber(m[2]!);
-    if (!tokens || claimed === undefined || evaluateTokens(tokens) === undefined) continue;
-    out.push({ expression: tokensToText(tokens), claimed, text: m[0].trim() });
+    const value = parseNumber(m[2]!);
+    const lhs = tokens ? evaluateTokens(tokens) : undefined;
+    if (!tokens || value === undefined || lhs === undefined) continue;
+    // `18 / 450 * 100 = 4%` states the percentage itself; `3 / 6 = 50%` states the fraction.
+    const claimed = m[3] === '%' && !sameNumber(lhs, value) ? value / 100 : value;
+    const lead = m[0].length - m[0].trimStart().length;
+    out.push({ expression: tokensToText(tokens), tokens, claimed, text: m[0].trim(), index: m.index + lead });
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // it; the simulated judge learns answers only through its tools.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { evaluateTokens, formatNumber, parseNumber, sameNumber, tokenize, tokensToText, type Token } from './arith';
+import { evaluateTokens, findEquations, formatNumber, parseNumber, sameNumber, tokenize, tokensToText, type Token } from './arith';
 
 export const DEFAULT_DATA_FILES: readonly string[] = [
   fileURLToPath(new URL('../../examples/data/gsm8k-test.jsonl', import.meta.url)),
@@ -42,14 +42,19 @@ export function normalizeQuestion(text: string): string {
 }
 
 // Optional visible left side (`16 - 3 - 4 = `, `$`), the annotation, and the visible result after it.
-const ANNOTATION_RE = /(?:[\d$(][\d.,$%\s+\-*/x×÷()]*=\s*)?\$?<<([^<>]*)>>([\d.,]*\d)?/g;
+const ANNOTATION_RE = /(?:[\d$(][\d.,$%\s+\-*/x×÷()]*=\s*)?\$?<<([^<>]*)>>(-?[\d.,]*\d)?/g;
+
+// A visible left side written with units ("540 pounds / ", "150 pounds - 20 pounds = ") just before an
+// annotation: dropped, since the annotation is rendered as the whole equation.
+const VISIBLE_LHS_RE =
+  /(?:\$?\d[\d.,]*%?[a-zA-Z]*(?:\s+[a-zA-Z']+){0,2}\s*[-+*/x×÷]\s*)+(?:\$?\d[\d.,]*%?[a-zA-Z]*(?:\s+[a-zA-Z']+){0,2}\s*=\s*\$?)?$/;
 
 export function parseSolutionLine(line: string): Segment[] {
   const segments: Segment[] = [];
   let last = 0;
   for (const m of line.matchAll(ANNOTATION_RE)) {
     const start = m.index;
-    if (start > last) segments.push({ kind: 'text', text: line.slice(last, start) });
+    if (start > last) segments.push({ kind: 'text', text: line.slice(last, start).replace(VISIBLE_LHS_RE, '') });
     last = start + m[0].length;
     const [lhs, rhs] = splitAnnotation(m[1]!);
     const result = rhs !== undefined ? parseNumber(rhs) : undefined;
@@ -65,7 +70,21 @@ export function parseSolutionLine(line: string): Segment[] {
     }
   }
   if (last < line.length) segments.push({ kind: 'text', text: line.slice(last) });
-  return segments;
+  return segments.flatMap((s) => (s.kind === 'text' ? proseEquations(s.text) : [s]));
+}
+
+/** Turns true equations written in prose (without annotations) into equation segments. */
+function proseEquations(text: string): Segment[] {
+  const out: Segment[] = [];
+  let last = 0;
+  for (const eq of findEquations(text)) {
+    if (eq.text.includes('%') || !sameNumber(evaluateTokens(eq.tokens)!, eq.claimed)) continue;
+    if (eq.index > last) out.push({ kind: 'text', text: text.slice(last, eq.index) });
+    out.push({ kind: 'equation', tokens: eq.tokens, result: eq.claimed, suffix: '' });
+    last = eq.index + eq.text.length;
+  }
+  if (last < text.length) out.push({ kind: 'text', text: text.slice(last) });
+  return out;
 }
 
 function splitAnnotation(body: string): [string | undefined, string | undefined] {
@@ -80,6 +99,7 @@ export function renderSegments(segments: readonly Segment[]): string {
     if (s.kind === 'text') out += s.text;
     else {
       const shown = s.kind === 'equation' ? `${tokensToText(s.tokens)} = ${formatNumber(s.result)}` : formatNumber(s.result);
+      out = out.replace(/\$\s*$/, '');
       out += `${out && !/[\s(]$/.test(out) ? ' ' : ''}${shown}${s.suffix}`;
     }
   }

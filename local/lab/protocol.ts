@@ -23,6 +23,8 @@ export interface LabRequest {
   n: number;
   /** Names of the functions offered as tools. */
   tools: string[];
+  /** `tool_choice`: 'none' forbids tool calls, 'required' (or a named function) demands one. */
+  toolChoice?: 'none' | 'auto' | 'required';
   /** Set when the caller asked for structured output (`response_format` json_schema or json_object). */
   jsonSchema?: { name: string; schema: unknown };
   seed?: number;
@@ -129,6 +131,9 @@ export function parseChatRequest(input: unknown): ParseResult {
     n: b.n ?? 1,
     tools: (b.tools ?? []).map((t) => t.function.name),
   };
+  const tc = b.tool_choice;
+  if (tc === 'none' || tc === 'auto' || tc === 'required') request.toolChoice = tc;
+  else if (typeof tc === 'object' && tc !== null) request.toolChoice = 'required';
   if (rf?.type === 'json_schema') request.jsonSchema = { name: rf.json_schema.name, schema: rf.json_schema.schema };
   else if (rf?.type === 'json_object') request.jsonSchema = { name: 'json_object', schema: {} };
   if (b.seed !== undefined && b.seed !== null) request.seed = b.seed;

@@ -164,7 +164,9 @@ function reasoningSlip(problem: Problem, rng: Rng): string {
     }
   }
   // No usable equation: a prose answer with a plausible wrong total and no calculation to check.
-  const off = Math.max(1, Math.round(Math.abs(gold) * rng.uniform(0.1, 0.5)));
+  const raw = Math.max(1, Math.abs(gold) * rng.uniform(0.1, 0.5));
+  const unit = 10 ** Math.max(0, Math.floor(Math.log10(raw)) - 1);
+  const off = Math.max(1, Math.round(raw / unit) * unit);
   const wrong = rng.chance(0.5) || gold - off < 0 ? gold + off : gold - off;
   const prose = problem.lines
     .map((l) => renderSegments(l.filter((s) => s.kind === 'text')))
@@ -227,7 +229,7 @@ const VAGUE = [
   'There are many ways to approach this. Generally speaking, it is a good idea to keep things simple and be clear.',
   'That is a good question. The answer varies, but most people would agree it comes down to context and priorities.',
 ];
-const POINTS = [
+const POINTS: readonly (readonly [string, string])[] = [
   ['Clarify the goal', 'be explicit about what the result should achieve and who it is for'],
   ['Gather the key facts', 'collect the information the answer depends on before drawing conclusions'],
   ['Consider the alternatives', 'compare at least two options and note their trade-offs'],

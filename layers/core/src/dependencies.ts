@@ -7,14 +7,16 @@ import { S3BlobStore } from './adapters/s3-blob-store';
 import { queueUrlsFromEnv, SqsQueueSender } from './adapters/sqs-queue-sender';
 import type { ModelEndpoint, RunConfig } from './config';
 import { OpenAIGateway } from './models/gateway';
-import { consoleLogger, type BlobStore, type Logger, type ModelGateway, type QueueName, type QueueSender } from './ports';
+import { jsonLogger, type BlobStore, type LogLevel, type Logger, type ModelGateway, type QueueName, type QueueSender } from './ports';
 import { ENV, stageSpec } from './resources';
 import type { StateStore } from './state/records';
+import { emfMetrics, noMetrics, type MetricSink } from './metrics';
 import { builtinTools, ToolRegistry } from './tools/registry';
 import { ROLES, type Role } from './types';
 
 export interface Dependencies {
   blobs: BlobStore;
+  metrics: MetricSink;
   queues: QueueSender;
   state: StateStore;
   log: Logger;
@@ -38,7 +40,7 @@ export async function getDependencies(env: NodeJS.ProcessEnv = process.env): Pro
   return cached.deps;
 }
 
-export function buildDependencies(env: NodeJS.ProcessEnv, log: Logger = consoleLogger): Dependencies {
+export function buildDependencies(env: NodeJS.ProcessEnv): Dependencies {
   const required = (name: string): string => {
     const value = env[name];
     if (!value) throw new Error(`environment variable ${name} is not set`);
@@ -49,9 +51,11 @@ export function buildDependencies(env: NodeJS.ProcessEnv, log: Logger = consoleL
   const gateways = new Map<string, ModelGateway>();
   return {
     blobs: new S3BlobStore(clients.s3),
+    // Metrics are EMF log lines: in Lambda they become CloudWatch metrics, locally they are off.
+    metrics: env[ENV.metrics] === 'off' ? noMetrics : emfMetrics(),
     queues: new SqsQueueSender(clients.sqs, queueUrlsFromEnv(env)),
     state: new DynamoStateStore(clients.dynamo, required(ENV.table)),
-    log,
+    log: jsonLogger((env[ENV.logLevel] as LogLevel | undefined) ?? 'info'),
     buckets: { input: required(ENV.inputBucket), output: required(ENV.outputBucket) },
     models(config) {
       const endpoints = Object.fromEntries(ROLES.map((r) => [r, resolveEndpoint(config.models[r], r, env)])) as Record<Role, ModelEndpoint>;

@@ -17,3 +17,4 @@ export { createAwsClients } from './adapters/aws-clients';
 export { S3BlobStore } from './adapters/s3-blob-store';
 export { SqsQueueSender } from './adapters/sqs-queue-sender';
 export { DynamoStateStore } from './adapters/dynamo-state-store';
+export { emfMetrics, noMetrics, METRICS_NAMESPACE, type MetricSink, type MetricName } from './metrics';

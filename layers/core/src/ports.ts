@@ -28,13 +28,16 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-export const consoleLogger: Logger = {
-  info: (message, fields) => console.log(JSON.stringify({ level: 'INFO', message, ...fields })),
-  warn: (message, fields) => console.warn(JSON.stringify({ level: 'WARN', message, ...fields })),
-  error: (message, fields) => console.error(JSON.stringify({ level: 'ERROR', message, ...fields })),
-};
+const LEVELS = { info: 0, warn: 1, error: 2, silent: 3 } as const;
+export type LogLevel = keyof typeof LEVELS;
 
-export const silentLogger: Logger = { info: () => {}, warn: () => {}, error: () => {} };
+/** Structured JSON log lines (CloudWatch Logs Insights reads the fields) at or above `level`. */
+export function jsonLogger(level: LogLevel = 'info'): Logger {
+  const at = (l: Exclude<LogLevel, 'silent'>, out: (line: string) => void) => (message: string, fields?: Record<string, unknown>) => {
+    if (LEVELS[l] >= LEVELS[level]) out(JSON.stringify({ level: l.toUpperCase(), message, ...fields }));
+  };
+  return { info: at('info', console.log), warn: at('warn', console.warn), error: at('error', console.error) };
+}
 
 // ---------- models ----------
 
@@ -65,6 +68,8 @@ export interface ChatRequest {
   /** Choices wanted in one request; the gateway falls back to n requests when the endpoint has no `n`. */
   n?: number;
   tools?: ToolSpec[];
+  /** `none` forbids tool calls while `tools` (needed to read a tool-call history) stay declared. */
+  toolChoice?: 'auto' | 'none';
   /** Structured output: the reply must be JSON matching this schema. */
   jsonSchema?: { name: string; schema: Record<string, unknown> };
   temperature?: number;

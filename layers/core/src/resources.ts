@@ -65,7 +65,9 @@ export const ENV = {
   secretArn: 'ANYPREFER_SECRET_ARN',
   defaultConfig: 'ANYPREFER_DEFAULT_CONFIG', // JSON run config from CDK context
   endpointUrl: 'ANYPREFER_ENDPOINT_URL', // local only: every AWS client goes here
-  maxReceiveCount: 'ANYPREFER_MAX_RECEIVE_COUNT',
+  maxReceiveCount: 'ANYPREFER_MAX_RECEIVE_COUNT', // + _STAGE, e.g. ANYPREFER_MAX_RECEIVE_COUNT_JUDGE
+  logLevel: 'ANYPREFER_LOG_LEVEL', // info (default), warn, error, silent
+  metrics: 'ANYPREFER_METRICS', // `off` disables the EMF metric lines (the local runtime)
 } as const;
 
 export const queueUrlEnv = (name: QueueName): string => `${ENV.queueUrlPrefix}${name.toUpperCase()}`;

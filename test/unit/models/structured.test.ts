@@ -126,8 +126,8 @@ describe('usage helpers', () => {
     expect(addUsage(a, a)).toEqual({ calls: 2, promptTokens: 4, completionTokens: 6 });
     expect(addUsage(emptyUsage(), a)).toEqual(a);
     const map: UsageByRole = {};
-    addUsageByRole(map, 'judge', a);
-    expect(addUsageByRole(map, 'judge', a)).toBe(map);
-    expect(map).toEqual({ judge: { calls: 2, promptTokens: 4, completionTokens: 6 } });
+    const twice = addUsageByRole(addUsageByRole(map, 'judge', a), 'judge', a);
+    expect(twice).toEqual({ judge: { calls: 2, promptTokens: 4, completionTokens: 6 } });
+    expect(map).toEqual({}); // the argument is left alone
   });
 });

@@ -10,8 +10,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BlobStore } from '../ports';
 
-/** Part size of streamed uploads; S3's minimum is 5 MiB. */
-const UPLOAD_PART_BYTES = 8 * 1024 * 1024;
+/** Part size of streamed uploads: S3's minimum (5 MiB), so memory stays small and a 6 MB file is multipart. */
+const UPLOAD_PART_BYTES = 5 * 1024 * 1024;
 /** Parts uploaded concurrently per stream: bounds memory to about queueSize × partSize. */
 const UPLOAD_QUEUE_SIZE = 4;
 

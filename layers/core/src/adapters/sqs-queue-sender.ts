@@ -27,7 +27,7 @@ export class SqsSendError extends Error {
     readonly failures: SqsSendFailure[],
   ) {
     const codes = [...new Set(failures.map((f) => f.code))].join(', ');
-    super(`failed to send ${failures.length} message(s) to queue ${queue} after ${MAX_ATTEMPTS} attempts: ${codes}`);
+    super(`failed to send ${failures.length} message(s) to queue ${queue} (up to ${MAX_ATTEMPTS} attempts each): ${codes}`);
     this.name = 'SqsSendError';
   }
 }

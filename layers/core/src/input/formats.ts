@@ -73,8 +73,8 @@ function normalize(text: string, line: number): NormalizedInput {
   } catch (err) {
     fail(`not valid JSON: ${clip(err instanceof Error ? err.message : String(err), 200)}`);
   }
-  if (!isObject(value!)) fail(`expected a JSON object, got ${typeName(value!)}`);
-  const obj = value! as JsonObject;
+  if (!isObject(value)) fail(`expected a JSON object, got ${typeName(value)}`);
+  const obj = value;
 
   const format = detect(obj);
   const common = commonFields(obj, format);
@@ -89,8 +89,7 @@ function normalize(text: string, line: number): NormalizedInput {
     messages: parsed.messages,
   };
   if (reference !== undefined) input.reference = reference;
-  const domain = common.domain ?? parsed.domain;
-  if (domain !== undefined) input.domain = domain;
+  if (common.domain !== undefined) input.domain = common.domain;
   if (Object.keys(metadata).length > 0) input.metadata = metadata;
   return input;
 }
@@ -127,13 +126,13 @@ function commonFields(obj: JsonObject, format: InputFormat): Common {
     const v = optional(obj, key);
     if (v === undefined || common.domain !== undefined) continue;
     if (typeof v !== 'string') fail(`field "${key}" must be a string, got ${typeName(v)}`);
-    const domain = (v as string).trim();
+    const domain = v.trim();
     if (domain !== '') common.domain = domain;
   }
   const metadata = optional(obj, 'metadata');
   if (metadata !== undefined) {
     if (!isObject(metadata)) fail(`field "metadata" must be an object, got ${typeName(metadata)}`);
-    common.metadata = metadata as JsonObject;
+    common.metadata = metadata;
   }
   return common;
 }
@@ -142,7 +141,6 @@ interface Parsed {
   messages: ChatMessage[];
   id?: string;
   reference?: string;
-  domain?: string;
   metadata?: Record<string, unknown>;
 }
 
@@ -156,7 +154,7 @@ const PARSERS: Record<InputFormat, (obj: JsonObject) => Parsed> = {
     const p = obj.prompt!;
     if (Array.isArray(p)) return conversation('prompt', p, openAiMessage, 'content');
     if (typeof p !== 'string') fail(`field "prompt" must be a string or an array of messages, got ${typeName(p)}`);
-    return { messages: [{ role: 'user', content: promptText('prompt', p as string) }] };
+    return { messages: [{ role: 'user', content: promptText('prompt', p) }] };
   },
 };
 
@@ -191,7 +189,7 @@ function shareGptMessage(field: string, m: JsonObject): ChatMessage {
   }
   const value = required(m, 'value', field);
   if (typeof value !== 'string') fail(`field "${field}.value" must be a string, got ${typeName(value)}`);
-  return { role: role!, content: limited(`${field}.value`, value as string) };
+  return { role, content: limited(`${field}.value`, value) };
 }
 
 /** A chat in either shape: validate every message, then split off a trailing assistant reference. */
@@ -202,14 +200,13 @@ function conversation(
   contentKey: string,
 ): Parsed {
   if (!Array.isArray(list)) fail(`field "${field}" must be an array, got ${typeName(list)}`);
-  const items = list as Json[];
-  if (items.length === 0) fail(`field "${field}" is empty`);
-  if (items.length > MAX_MESSAGES) {
-    fail(`field "${field}" has ${items.length} messages, over the ${MAX_MESSAGES}-message limit`);
+  if (list.length === 0) fail(`field "${field}" is empty`);
+  if (list.length > MAX_MESSAGES) {
+    fail(`field "${field}" has ${list.length} messages, over the ${MAX_MESSAGES}-message limit`);
   }
-  const messages = items.map((m, i) => {
+  const messages = list.map((m, i) => {
     if (!isObject(m)) fail(`field "${field}[${i}]" must be an object, got ${typeName(m)}`);
-    return read(`${field}[${i}]`, m as JsonObject);
+    return read(`${field}[${i}]`, m);
   });
   const parsed: Parsed = { messages };
   if (messages[messages.length - 1]!.role === 'assistant') {
@@ -218,10 +215,11 @@ function conversation(
   }
   const last = messages[messages.length - 1];
   if (last?.role !== 'user') {
-    const what = last === undefined ? 'has no user message' : `ends with a ${last.role} message`;
+    const what =
+      last === undefined ? 'has no user message' : `ends with ${last.role === 'assistant' ? 'an' : 'a'} ${last.role} message`;
     fail(`field "${field}" must end with a user message (then optionally an assistant reference), but ${what}`);
   }
-  if (last!.content.trim() === '') fail(`field "${field}[${messages.length - 1}].${contentKey}" is empty`);
+  if (last.content.trim() === '') fail(`field "${field}[${messages.length - 1}].${contentKey}" is empty`);
   return parsed;
 }
 
@@ -230,13 +228,12 @@ function messageContent(field: string, content: Json): string {
   if (!Array.isArray(content)) {
     fail(`field "${field}" must be a string or an array of text parts, got ${typeName(content)}`);
   }
-  const texts = (content as Json[]).map((part, i) => {
+  const texts = content.map((part, i) => {
     const at = `${field}[${i}]`;
     if (!isObject(part)) fail(`field "${at}" must be a text part object, got ${typeName(part)}`);
-    const p = part as JsonObject;
-    if (p.type !== 'text') fail(`field "${at}" has type ${describe(p.type)}: only text parts are supported`);
-    if (typeof p.text !== 'string') fail(`field "${at}.text" must be a string, got ${typeName(p.text)}`);
-    return p.text as string;
+    if (part.type !== 'text') fail(`field "${at}" has type ${describe(part.type)}: only text parts are supported`);
+    if (typeof part.text !== 'string') fail(`field "${at}.text" must be a string, got ${typeName(part.text)}`);
+    return part.text;
   });
   return limited(field, texts.join('\n'));
 }
@@ -246,12 +243,11 @@ function messageContent(field: string, content: Json): string {
 function mtBench(obj: JsonObject): Parsed {
   const turns = obj.turns!;
   if (!Array.isArray(turns)) fail(`field "turns" must be an array of strings, got ${typeName(turns)}`);
-  const list = turns as Json[];
-  if (list.length === 0) fail('field "turns" is empty');
-  if (list.length > MAX_MESSAGES) fail(`field "turns" has ${list.length} turns, over the ${MAX_MESSAGES}-turn limit`);
-  const texts = list.map((t, i) => {
+  if (turns.length === 0) fail('field "turns" is empty');
+  if (turns.length > MAX_MESSAGES) fail(`field "turns" has ${turns.length} turns, over the ${MAX_MESSAGES}-turn limit`);
+  const texts = turns.map((t, i) => {
     if (typeof t !== 'string') fail(`field "turns[${i}]" must be a string, got ${typeName(t)}`);
-    return limited(`turns[${i}]`, t as string);
+    return limited(`turns[${i}]`, t);
   });
   const parsed: Parsed = { messages: [{ role: 'user', content: promptText('turns[0]', texts[0]!) }] };
   const metadata: Record<string, unknown> = {};
@@ -266,7 +262,7 @@ function mtBench(obj: JsonObject): Parsed {
   } else if (Array.isArray(reference)) {
     const refs = reference.map((r, i) => {
       if (typeof r !== 'string') fail(`field "reference[${i}]" must be a string, got ${typeName(r)}`);
-      return r as string;
+      return r;
     });
     if (refs[0] !== undefined && refs[0].trim() !== '') parsed.reference = refs[0];
     if (refs.length > 1) metadata.turnReferences = refs.slice(1);
@@ -280,11 +276,11 @@ function mtBench(obj: JsonObject): Parsed {
 function alpaca(obj: JsonObject): Parsed {
   const instruction = obj.instruction!;
   if (typeof instruction !== 'string') fail(`field "instruction" must be a string, got ${typeName(instruction)}`);
-  let content = promptText('instruction', instruction as string);
+  let content = promptText('instruction', instruction);
   const input = optional(obj, 'input');
   if (input !== undefined) {
     if (typeof input !== 'string') fail(`field "input" must be a string, got ${typeName(input)}`);
-    if ((input as string).trim() !== '') content = `${content}\n\n${input as string}`;
+    if (input.trim() !== '') content = `${content}\n\n${input}`;
   }
   const parsed: Parsed = { messages: [{ role: 'user', content: limited('instruction" + "input', content) }] };
   const output = optional(obj, 'output');
@@ -301,7 +297,7 @@ const FINAL_ANSWER = /####\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)/g;
 function questionAnswer(obj: JsonObject): Parsed {
   const question = obj.question!;
   if (typeof question !== 'string') fail(`field "question" must be a string, got ${typeName(question)}`);
-  const parsed: Parsed = { messages: [{ role: 'user', content: promptText('question', question as string) }] };
+  const parsed: Parsed = { messages: [{ role: 'user', content: promptText('question', question) }] };
   const answerField = optional(obj, 'answer');
   const answer = answerField === undefined ? undefined : textOrNumber('answer', answerField);
   if (answer !== undefined) {
@@ -331,7 +327,7 @@ function limited(field: string, text: string): string {
 function idOf(field: string, v: Json): string {
   if (typeof v === 'number') return String(v);
   if (typeof v !== 'string') fail(`field "${field}" must be a string or a number, got ${typeName(v)}`);
-  const id = (v as string).trim();
+  const id = v.trim();
   if (id === '') fail(`field "${field}" is empty`);
   if (id.length > MAX_ID_CHARS) {
     fail(`field "${field}" is ${id.length} characters, over the ${MAX_ID_CHARS}-character limit`);
@@ -343,7 +339,7 @@ function idOf(field: string, v: Json): string {
 function textOrNumber(field: string, v: Json): string | undefined {
   if (typeof v === 'number') return String(v);
   if (typeof v !== 'string') fail(`field "${field}" must be a string or a number, got ${typeName(v)}`);
-  return (v as string).trim() === '' ? undefined : (v as string);
+  return v.trim() === '' ? undefined : v;
 }
 
 function has(obj: JsonObject, key: string): boolean {

@@ -22,6 +22,7 @@ const EXCERPT_BYTES = EXCERPT_CHARS * 4;
 
 const LF = 0x0a;
 const CR = 0x0d;
+const EMPTY: Buffer = Buffer.alloc(0);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -84,7 +85,8 @@ export async function* readLines(
     if (skipping) {
       skipping = false;
       const size = skippedLast === CR ? skippedBytes - 1 : skippedBytes;
-      return tooLong(n, size, maxLineBytes, skippedHead);
+      // The kept head is the whole line when the line is short (a tiny limit): drop its `\r` too.
+      return tooLong(n, size, maxLineBytes, skippedHead.subarray(0, size));
     }
     let bytes = tail;
     if (held > 0) {
@@ -122,8 +124,6 @@ export async function* readLines(
   }
   if (skipping || held > 0) yield finish(EMPTY);
 }
-
-const EMPTY: Buffer = Buffer.alloc(0);
 
 function tooLong(line: number, size: number, limit: number, head: Uint8Array): RawLine {
   return {

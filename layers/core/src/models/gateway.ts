@@ -218,6 +218,7 @@ export class OpenAIGateway implements ModelGateway {
       max_tokens: endpoint.maxTokens,
       ...(n > 1 ? { n } : {}),
       ...(tools ? { tools } : {}),
+      ...(tools && request.toolChoice ? { tool_choice: request.toolChoice } : {}),
       ...(request.jsonSchema
         ? {
             response_format: {

@@ -130,14 +130,14 @@ export async function structuredCall<T>(
   messages: ModelMessage[],
   schema: z.ZodType<T>,
   name: string,
-  extra?: { tools?: ToolSpec[]; temperature?: number },
+  extra?: { tools?: ToolSpec[]; toolChoice?: 'auto' | 'none'; temperature?: number },
 ): Promise<{ value: T; usage: TokenUsage; raw: string }> {
   const jsonSchema = { name, schema: toStrictJsonSchema(schema) };
   const ask = (msgs: ModelMessage[]) =>
     gateway.chat(role, {
       messages: msgs,
       jsonSchema,
-      ...(extra?.tools && extra.tools.length > 0 ? { tools: extra.tools } : {}),
+      ...(extra?.tools && extra.tools.length > 0 ? { tools: extra.tools, toolChoice: extra.toolChoice } : {}),
       ...(extra?.temperature !== undefined ? { temperature: extra.temperature } : {}),
     });
 

@@ -14,8 +14,7 @@ export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
   };
 }
 
-/** Adds `usage` to `map[role]` in place and returns the same map (handy for chaining). */
+/** A new map with `usage` added to `role`; the argument is not changed. */
 export function addUsageByRole(map: UsageByRole, role: Role, usage: TokenUsage): UsageByRole {
-  map[role] = addUsage(map[role] ?? emptyUsage(), usage);
-  return map;
+  return { ...map, [role]: addUsage(map[role] ?? emptyUsage(), usage) };
 }

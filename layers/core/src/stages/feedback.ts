@@ -28,7 +28,7 @@ export async function runFeedback({ deps, config, item, input }: StageContext): 
     }),
     optimizerOutputSchema,
     'prompt_revision',
-    { temperature: 0 },
+    { temperature: config.models.optimizer.temperature ?? 0 },
   );
   const next = item.iteration + 1;
   const revise = (current: PromptRef, text: string): PromptRef =>

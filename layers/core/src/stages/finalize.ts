@@ -29,7 +29,7 @@ export async function runFinalize(deps: Dependencies, body: string): Promise<voi
   if (run.status === 'complete' || run.status === 'failed') return; // already finished: a duplicate
   const counts = await deps.state.terminalCounts(runId);
   if (!run.ingested || counts.total < (run.items ?? 0)) {
-    deps.log.warn('finalize asked before the run is complete', { runId, terminal: counts.total, items: run.items });
+    deps.log.info('finalize asked before the run is complete', { runId, terminal: counts.total, items: run.items });
     return;
   }
   await deps.state.updateRun(runId, { status: 'finalizing' }, ['active', 'finalizing']);

@@ -8,6 +8,7 @@ import { parseRunConfig, type RunConfig } from '../config';
 import type { Dependencies } from '../dependencies';
 import { ModelCallError } from '../models/gateway';
 import { ModelOutputError } from '../models/structured';
+import { recordUsageDelta, type MetricName } from '../metrics';
 import { WORK_PREFIX } from '../resources';
 import type { ItemRecord, Outbox, RunRecord } from '../state/records';
 import { type ItemMessage, type ItemState, type NormalizedInput, type StageName } from '../types';
@@ -62,6 +63,7 @@ export async function runItemStage(stage: StageName, deps: Dependencies, body: s
     await commit(deps, item, await STAGES[stage](ctx));
   } catch (error) {
     const reason = errorReason(error);
+    if (error instanceof ModelCallError) deps.metrics.add('ModelErrors', 1, { Role: error.role });
     if (isPermanent(error)) {
       deps.log.warn('item failed permanently', { runId: item.runId, itemId: item.itemId, stage, reason });
       await commit(deps, item, terminalOutcome(item, 'rejected', `${stage} failed: ${reason}`));
@@ -91,8 +93,17 @@ export const errorReason = (error: unknown): string => (error instanceof Error ?
 async function commit(deps: Dependencies, prev: ItemRecord, outcome: StageOutcome): Promise<void> {
   const stored = await deps.state.replaceItem(prev, outcome);
   if (!stored) return; // a concurrent duplicate won; it sends the outbox
+  recordUsageDelta(deps.metrics, prev.usage, stored.usage);
+  const terminalMetric = TERMINAL_METRICS[stored.state];
+  if (terminalMetric) deps.metrics.add(terminalMetric, 1);
   await flushOutbox(deps, stored);
 }
+
+const TERMINAL_METRICS: Partial<Record<ItemState, MetricName>> = {
+  accepted: 'PairsAccepted',
+  rejected: 'ItemsRejected',
+  deadLettered: 'ItemsDeadLettered',
+};
 
 /** Sends what the item's last transition promised, then clears the outbox. Safe to repeat. */
 export async function flushOutbox(deps: Dependencies, item: ItemRecord): Promise<ItemRecord> {

@@ -54,7 +54,7 @@ export async function runJudge(ctx: StageContext): Promise<StageOutcome> {
         }),
         rewardOutputSchema,
         'pair_review',
-        { temperature: 0 },
+        { temperature: config.models.reward.temperature ?? 0 },
       );
       usage = addUsageByRole(usage, 'reward', reward.usage);
       attempt.reward = { score: reward.value.score, critique: reward.value.critique };
@@ -113,7 +113,7 @@ export async function judgeCandidates(
   // Tool rounds: the judge either asks for tools or answers. A malformed answer falls through
   // to the structured call below, which has its own repair attempt.
   for (let round = 1; round <= config.tools.maxRounds && specs.length > 0 && !output; round++) {
-    const res = await gateway.chat('judge', { messages, tools: specs, jsonSchema, temperature: 0, seed: config.seed });
+    const res = await gateway.chat('judge', { messages, tools: specs, jsonSchema, temperature: config.models.judge.temperature ?? 0, seed: config.seed });
     usage = addUsage(usage, res.usage);
     const choice = res.choices[0];
     if (!choice) break;
@@ -130,7 +130,11 @@ export async function judgeCandidates(
     }
   }
   if (!output) {
-    const final = await structuredCall(gateway, 'judge', messages, schema, 'candidate_scores', { temperature: 0 });
+    // Tools stay declared (the history holds tool calls) but may not be called again.
+    const final = await structuredCall(gateway, 'judge', messages, schema, 'candidate_scores', {
+      temperature: config.models.judge.temperature ?? 0,
+      ...(evidence.length > 0 ? { tools: specs, toolChoice: 'none' as const } : {}),
+    });
     usage = addUsage(usage, final.usage);
     output = final.value;
   }
