@@ -21,6 +21,7 @@ import {
   DATASET_PREFIX,
   ENV,
   INPUT_PREFIX,
+  KNOWLEDGE_PREFIX,
   STAGES,
   TABLE,
   TRANSIENT_TTL_DAYS,
@@ -35,8 +36,8 @@ import { StageFunction } from './stage-function';
 
 /** What one stage's function may touch: the least each stage's code needs (see layers/core/src/stages). */
 export interface StageAccess {
-  /** Reads prompt files and their `.config.json` siblings under INPUT_PREFIX. */
-  readsInput: boolean;
+  /** Input-bucket key patterns the stage reads. */
+  readsInput: string[];
   /** Output-bucket key patterns the stage reads. */
   readsOutput: string[];
   /** Output-bucket key patterns the stage writes (PutObject and multipart uploads; nothing deletes). */
@@ -59,12 +60,14 @@ const DATASETS = `${DATASET_PREFIX}*`;
 const ITEM_STAGE_SENDS: QueueName[] = ['generate', 'judge', 'feedback', 'finalize'];
 
 export const STAGE_ACCESS: Record<QueueName, StageAccess> = {
-  // A bad config file fails the run at once: ingest writes that run's manifest.json under datasets/.
-  ingest: { readsInput: true, readsOutput: [], writesOutput: [WORK, `${DATASET_PREFIX}*/manifest.json`], sendsTo: ['generate', 'finalize'], callsModels: false },
-  generate: { readsInput: false, readsOutput: [WORK], writesOutput: [WORK], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
-  judge: { readsInput: false, readsOutput: [WORK], writesOutput: [WORK], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
-  feedback: { readsInput: false, readsOutput: [WORK], writesOutput: [], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
-  finalize: { readsInput: false, readsOutput: [WORK], writesOutput: [DATASETS], sendsTo: [], callsModels: false },
+  // Prompt files and their .config.json siblings. A bad config fails the run at once: ingest
+  // writes that run's manifest.json under datasets/.
+  ingest: { readsInput: [`${INPUT_PREFIX}*`], readsOutput: [], writesOutput: [WORK, `${DATASET_PREFIX}*/manifest.json`], sendsTo: ['generate', 'finalize'], callsModels: false },
+  generate: { readsInput: [], readsOutput: [WORK], writesOutput: [WORK], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
+  // The judge's retrieval tool searches the user's corpus under knowledge/ in the input bucket.
+  judge: { readsInput: [`${KNOWLEDGE_PREFIX}*`], readsOutput: [WORK], writesOutput: [WORK], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
+  feedback: { readsInput: [], readsOutput: [WORK], writesOutput: [], sendsTo: ITEM_STAGE_SENDS, callsModels: true },
+  finalize: { readsInput: [], readsOutput: [WORK], writesOutput: [DATASETS], sendsTo: [], callsModels: false },
 };
 
 /**
@@ -208,7 +211,7 @@ export class AnypreferStack extends Stack {
       // Every function knows every queue's URL (the core's sender wants all five); sending needs a grant.
       for (const other of STAGES) fn.addEnvironment(queueUrlEnv(other.name), stages[other.name].queue.queueUrl);
       this.table.grantReadWriteData(fn);
-      if (access.readsInput) allowRead(stage, this.inputBucket, `${INPUT_PREFIX}*`);
+      for (const pattern of access.readsInput) allowRead(stage, this.inputBucket, pattern);
       for (const pattern of access.readsOutput) allowRead(stage, this.outputBucket, pattern);
       for (const pattern of access.writesOutput) allowPut(stage, this.outputBucket, pattern);
       for (const target of access.sendsTo) stages[target].queue.grantSendMessages(fn);

@@ -5,8 +5,8 @@
 // it external, so they stay a few hundred bytes and every function shares one copy.
 //
 // Bundling is local, through esbuild's JS API (no Docker, no network): fast enough to run on every synth.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Architecture, Code, LayerVersion, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { AssetHashType, DockerImage, RemovalPolicy, type ILocalBundling } from 'aws-cdk-lib';
@@ -35,18 +35,26 @@ const REQUIRE_BANNER =
   "import { createRequire as __anyprefer_createRequire } from 'node:module';\n" +
   'const require = __anyprefer_createRequire(import.meta.url);';
 
+export interface LayerPackage {
+  /** TypeScript or JavaScript entry point. */
+  entry: string;
+  /** Package name: the layer holds it at nodejs/node_modules/<name>. */
+  name: string;
+  version: string;
+}
+
 /**
- * Writes the layer's content to `outputDir`:
- * nodejs/node_modules/@anyprefer/core/{package.json,index.mjs}, the core and its dependencies
- * in one ES module, with only the AWS SDK left to the runtime.
+ * Bundles one package into a layer directory: nodejs/node_modules/<name>/{package.json,index.mjs},
+ * the package and its dependencies in one ES module, with only the AWS SDK left to the runtime.
+ * WebAssembly files that bundled modules load from their own directory (emscripten builds such as
+ * QuickJS read `new URL('x.wasm', import.meta.url)`) are copied next to index.mjs, where the
+ * bundled code now looks for them. Returns the package directory and the files copied.
  */
-export function bundleCoreLayer(outputDir: string): void {
-  const pkg = JSON.parse(readFileSync(join(CORE_DIR, 'package.json'), 'utf8')) as { name: string; version: string };
-  if (pkg.name !== CORE_PACKAGE) throw new Error(`${CORE_DIR}/package.json names ${pkg.name}, expected ${CORE_PACKAGE}`);
-  const dir = join(outputDir, CORE_LAYER_DIR);
+export function bundleLayerPackage(outputDir: string, pkg: LayerPackage): { dir: string; copied: string[] } {
+  const dir = join(outputDir, 'nodejs', 'node_modules', ...pkg.name.split('/'));
   mkdirSync(dir, { recursive: true });
   const result = buildSync({
-    entryPoints: [join(CORE_DIR, 'src', 'index.ts')],
+    entryPoints: [pkg.entry],
     outfile: join(dir, CORE_LAYER_ENTRY),
     absWorkingDir: REPO_ROOT,
     bundle: true,
@@ -60,11 +68,33 @@ export function bundleCoreLayer(outputDir: string): void {
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'none',
+    metafile: true,
     logLevel: 'silent',
   });
-  if (result.errors.length > 0) throw new Error(`bundling ${CORE_PACKAGE} failed: ${result.errors.map((e) => e.text).join('; ')}`);
+  if (result.errors.length > 0) throw new Error(`bundling ${pkg.name} failed: ${result.errors.map((e) => e.text).join('; ')}`);
+
+  const copied = new Map<string, string>();
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const source = resolve(REPO_ROOT, input);
+    if (!/\.(m?js|cjs)$/.test(source)) continue;
+    for (const [, file] of readFileSync(source, 'utf8').matchAll(/["'`]([\w.-]+\.wasm)["'`]/g)) {
+      const wasm = join(dirname(source), file!);
+      if (!existsSync(wasm)) continue;
+      const previous = copied.get(file!);
+      if (previous && previous !== wasm) {
+        throw new Error(
+          `bundling ${pkg.name}: two bundled modules load a file named ${file} from their own directory ` +
+            `(${previous}, ${wasm}); in one bundle they would read the same path. Import only one of them ` +
+            '(for QuickJS: quickjs-emscripten-core with a single @jitl/quickjs-wasmfile-* variant, not quickjs-emscripten).',
+        );
+      }
+      copied.set(file!, wasm);
+      copyFileSync(wasm, join(dir, file!));
+    }
+  }
+
   const manifest = {
-    name: CORE_PACKAGE,
+    name: pkg.name,
     version: pkg.version,
     private: true,
     type: 'module',
@@ -72,6 +102,14 @@ export function bundleCoreLayer(outputDir: string): void {
     exports: { '.': `./${CORE_LAYER_ENTRY}` },
   };
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return { dir, copied: [...copied.keys()] };
+}
+
+/** The core layer's content: layers/core/src/index.ts as @anyprefer/core. */
+export function bundleCoreLayer(outputDir: string): { dir: string; copied: string[] } {
+  const pkg = JSON.parse(readFileSync(join(CORE_DIR, 'package.json'), 'utf8')) as { name: string; version: string };
+  if (pkg.name !== CORE_PACKAGE) throw new Error(`${CORE_DIR}/package.json names ${pkg.name}, expected ${CORE_PACKAGE}`);
+  return bundleLayerPackage(outputDir, { entry: join(CORE_DIR, 'src', 'index.ts'), name: CORE_PACKAGE, version: pkg.version });
 }
 
 const localBundling: ILocalBundling = {

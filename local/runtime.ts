@@ -7,6 +7,7 @@ import { basename, join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   createAwsClients,
+  ENV,
   DynamoStateStore,
   INPUT_PREFIX,
   LAB_URL_ENV,
@@ -77,7 +78,13 @@ export async function runLocal(file: string, opts: LocalRunOptions = {}): Promis
   const stops: (() => Promise<void> | void)[] = [];
   try {
     const resources = await provision(clients, defaultResourceNames(), { visibilityTimeoutSeconds: LOCAL_VISIBILITY_TIMEOUT_SECONDS });
-    Object.assign(process.env, pipelineEnv(resources, aws.endpointUrl), lab ? { [LAB_URL_ENV]: lab.baseURL } : {});
+    Object.assign(
+      process.env,
+      pipelineEnv(resources, aws.endpointUrl),
+      // The CLI prints progress; the stages' info logs and CloudWatch metric lines are for Lambda.
+      { [ENV.logLevel]: process.env[ENV.logLevel] ?? 'error', [ENV.metrics]: 'off' },
+      lab ? { [LAB_URL_ENV]: lab.baseURL } : {},
+    );
 
     const handlers = await loadHandlers();
     stops.push(bridgeS3Events(aws.s3rver, { sqs: clients.sqs, inputBucket: resources.inputBucket, ingestQueueUrl: resources.queues.ingest.url }));

@@ -23,6 +23,36 @@ export type ModelEndpoint = z.infer<typeof modelEndpoint>;
 
 const labModel = (role: string) => ({ model: `lab-${role}` });
 
+const toolName = z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, 'tool names are 1-64 letters, digits, _ or -');
+const jsonSchemaObject = z.record(z.string(), z.unknown()).default({ type: 'object', properties: {} });
+
+/** A tool hosted elsewhere (a detector, captioner, classifier, simulator), called over HTTPS. */
+const httpToolConfig = z.strictObject({
+  name: toolName,
+  description: z.string().min(1).max(2000),
+  /** JSON schema of the arguments the judge sends (as the JSON body, or query string for GET). */
+  parameters: jsonSchemaObject,
+  url: z.url(),
+  method: z.enum(['POST', 'GET']).default('POST'),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** A secret sent as a header: the value comes from the secret (or env) field `keyName`. */
+  auth: z.strictObject({ header: z.string().min(1), keyName: z.string().min(1), prefix: z.string().default('') }).optional(),
+  timeoutMs: z.int().positive().max(60_000).default(10_000),
+  maxOutputChars: z.int().positive().max(200_000).default(8_000),
+});
+export type HttpToolConfig = z.infer<typeof httpToolConfig>;
+
+/** A user's Lambda function as a tool (the stack grants invoke on the listed ARNs only). */
+const lambdaToolConfig = z.strictObject({
+  name: toolName,
+  description: z.string().min(1).max(2000),
+  parameters: jsonSchemaObject,
+  functionArn: z.string().regex(/^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+(:[A-Za-z0-9_$-]+)?$/, 'must be a Lambda function ARN'),
+  timeoutMs: z.int().positive().max(60_000).default(15_000),
+  maxOutputChars: z.int().positive().max(200_000).default(8_000),
+});
+export type LambdaToolConfig = z.infer<typeof lambdaToolConfig>;
+
 export const DEFAULT_TARGET_PROMPT = 'You are a helpful assistant. Answer the question.';
 export const DEFAULT_JUDGE_PROMPT =
   'You are a judge. Score every candidate answer from 0 to 10 for how well it answers the question.';
@@ -57,6 +87,29 @@ export const runConfigSchema = z.strictObject({
       byDomain: z.record(z.string(), z.array(z.string().min(1))).default({}),
       /** Rounds of tool calls the judge may make before it must score. */
       maxRounds: z.int().min(0).max(8).default(3),
+      http: z.array(httpToolConfig).default([]),
+      lambda: z.array(lambdaToolConfig).default([]),
+      /** Outbound network rules for `http` and `web_search`: hosts allowed, and whether private,
+       * loopback and link-local addresses may be reached (never by default). */
+      network: z
+        .strictObject({ allowHosts: z.array(z.string().min(1)).default([]), allowPrivateAddresses: z.boolean().default(false) })
+        .prefault({}),
+      /** BM25 over the user's corpus in the input bucket. */
+      retrieve: z.strictObject({ prefix: z.string().default('knowledge/'), topK: z.int().min(1).max(20).default(4) }).prefault({}),
+      /** Web search through one provider API; off unless configured. */
+      webSearch: z
+        .strictObject({
+          provider: z.enum(['brave', 'tavily']),
+          /** Override the provider's API base URL (a proxy, or a test stub). */
+          baseURL: z.url().optional(),
+          apiKeyName: z.string().min(1).default('SEARCH_API_KEY'),
+          maxResults: z.int().min(1).max(10).default(5),
+        })
+        .optional(),
+      /** JavaScript sandbox limits for `run_code`. */
+      runCode: z
+        .strictObject({ timeoutMs: z.int().min(10).max(30_000).default(2_000), memoryMb: z.int().min(1).max(256).default(32) })
+        .prefault({}),
     })
     .prefault({}),
   /** In-flight work limits per stage (Lambda maxConcurrency in AWS, poller slots locally). */

@@ -70,7 +70,10 @@ export class S3BlobStore implements BlobStore {
     return Readable.fromWeb(body.transformToWebStream() as Parameters<typeof Readable.fromWeb>[0]);
   }
 
-  async head(bucket: string, key: string): Promise<{ size: number; etag?: string; versionId?: string } | undefined> {
+  async head(
+    bucket: string,
+    key: string,
+  ): Promise<{ size: number; etag?: string; versionId?: string; metadata?: Record<string, string> } | undefined> {
     try {
       const res = await this.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       return {
@@ -78,6 +81,7 @@ export class S3BlobStore implements BlobStore {
         // Unquoted, the form S3 event notifications carry.
         ...(res.ETag ? { etag: unquoteEtag(res.ETag) } : {}),
         ...(res.VersionId && res.VersionId !== 'null' ? { versionId: res.VersionId } : {}),
+        ...(res.Metadata ? { metadata: res.Metadata } : {}),
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -144,7 +144,7 @@ export async function judgeCandidates(
   const best = ranked[0]!;
   const worst = ranked[ranked.length - 1]!;
   return {
-    judgement: { scores: scores.sort((a, b) => a.index - b.index), evidence, chosen: best.index, rejected: worst.index, margin: best.score - worst.score },
+    judgement: { scores: scores.sort((a, b) => a.index - b.index), evidence, chosen: best.index, rejected: worst.index, margin: Math.round((best.score - worst.score) * 1000) / 1000 },
     usage,
   };
 }

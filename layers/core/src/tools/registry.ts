@@ -1,6 +1,7 @@
 // The judge's tools: specs offered to the model, and a runner that turns every call (good or bad)
 // into evidence. `run` never throws: a failed call is evidence too.
-import type { ToolCall, ToolSpec } from '../ports';
+import type { RunConfig } from '../config';
+import type { BlobStore, ToolCall, ToolSpec } from '../ports';
 import type { ToolEvidence } from '../types';
 import { calculatorTool } from './calculator';
 import { referenceTool } from './reference';
@@ -8,7 +9,26 @@ import { referenceTool } from './reference';
 export interface ToolContext {
   reference?: string;
   domain?: string;
+  /** The run the item belongs to (tools cache per-run state, such as a search index, under it). */
+  runId?: string;
   signal: AbortSignal;
+  /** The run's tool settings (limits, network rules, corpus location). */
+  settings?: RunConfig['tools'];
+  /** What tools may reach outside the process. */
+  services?: ToolServices;
+}
+
+/** Outside capabilities tools use; injected so tests can replace each one. */
+export interface ToolServices {
+  blobs: BlobStore;
+  buckets: { input: string; output: string };
+  /** A secret value by name (Secrets Manager field when deployed, environment variable locally). */
+  secret(name: string): Promise<string | undefined>;
+  /** Invokes a Lambda function with a JSON payload and returns its response payload as text. */
+  invokeLambda(functionArn: string, payload: string, signal: AbortSignal): Promise<string>;
+  fetch: typeof fetch;
+  /** DNS resolution for the network guard (all addresses of a host name). */
+  lookup(hostname: string): Promise<string[]>;
 }
 
 export interface Tool {
