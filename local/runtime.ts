@@ -60,6 +60,8 @@ export interface LocalRunResult {
   manifest: DatasetSummary | { status: 'failed'; error: string };
   /** Lab statistics when the offline lab served any role. */
   labStats?: unknown;
+  /** Batches, records, failures (and chaos copies) per stage. */
+  pollerStats: Record<string, unknown>;
 }
 
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | void>;
@@ -130,7 +132,7 @@ export async function runLocal(file: string, opts: LocalRunOptions = {}): Promis
       await writeFile(join(outDir, k.slice(prefix.length)), await blobs.getText(resources.outputBucket, k));
     }
     const manifest = JSON.parse(await readFile(join(outDir, OUTPUT_FILES.manifest), 'utf8')) as LocalRunResult['manifest'];
-    return { runId, outDir, manifest, labStats: lab?.stats() };
+    return { runId, outDir, manifest, labStats: lab?.stats(), pollerStats: poller.stats() };
   } finally {
     for (const stop of stops.reverse()) await stop();
     await lab?.stop();
