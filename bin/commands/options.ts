@@ -1,7 +1,10 @@
 // What every remote command shares: the connection flags, argument parsing with usage errors
 // (exit 2), where output goes, and shell quoting for the follow-up commands they print.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CommandError, UsageError } from './errors';
 import { resolveStack, type ResolvedStack } from './stack';
+
+export { CommandError, UsageError };
 
 /** Where a command writes. Tests pass their own to capture the output. */
 export interface CommandIo {
@@ -13,16 +16,6 @@ export const defaultIo: CommandIo = {
   out: (text) => process.stdout.write(`${text}\n`),
   err: (text) => process.stderr.write(`${text}\n`),
 };
-
-/** A wrong invocation: the command prints the message with its usage and exits 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** A failure the command explains itself (exit 1, message without a stack trace). */
-export class CommandError extends Error {
-  override name = 'CommandError';
-}
 
 export const CONNECTION_OPTIONS = {
   stack: { type: 'string' },
@@ -91,10 +84,14 @@ export function numberFlag(value: string | undefined, flag: string, fallback: nu
 }
 
 /**
- * Runs a command body with the shared error handling: usage errors print the message and the
- * usage (exit 2); command errors and AWS errors print one line (exit 1).
+ * Runs a command body with the shared error handling: `--help` prints the usage (exit 0), usage
+ * errors print the message and the usage (exit 2), command and AWS errors one line (exit 1).
  */
-export async function runCommand(name: string, usage: string, io: CommandIo, body: () => Promise<number>): Promise<number> {
+export async function runCommand(name: string, usage: string, io: CommandIo, args: string[], body: () => Promise<number>): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    io.out(usage);
+    return 0;
+  }
   try {
     return await body();
   } catch (err) {

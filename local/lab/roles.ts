@@ -11,7 +11,8 @@ import { simulateTarget } from './target';
 export function simulate(role: LabRole, req: LabRequest, rng: Rng, knowledge: Knowledge): LabReply {
   switch (role) {
     case 'target':
-      return simulateTarget(req, rng, knowledge);
+      // Self-rewarding: the target asked to judge its own candidates judges like a judge with no evidence.
+      return isJudgeRequest(req) ? simulateJudge(req, rng) : simulateTarget(req, rng, knowledge);
     case 'judge':
       return simulateJudge(req, rng);
     case 'reward':
@@ -19,6 +20,11 @@ export function simulate(role: LabRole, req: LabRequest, rng: Rng, knowledge: Kn
     case 'optimizer':
       return simulateOptimizer(req, rng);
   }
+}
+
+function isJudgeRequest(req: LabRequest): boolean {
+  const last = req.messages.filter((m) => m.role === 'user').at(-1);
+  return typeof last?.content === 'string' && last.content.includes('<candidate index=');
 }
 
 /** The identity of a request for determinism: messages, n, model (and the request's own seed). */

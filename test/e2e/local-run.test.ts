@@ -155,4 +155,24 @@ describe('anyprefer run on the embedded default', () => {
     const chat = out.full.find((p) => p.format === 'openai-chat');
     if (chat) expect(chat.prompt[0]).toEqual({ role: 'system', content: 'Be concise.' });
   }, 120_000);
+
+  it('carries images through to both output formats', async () => {
+    const gsm = (await readFile(SAMPLE, 'utf8')).trim().split('\n').slice(0, 3).map((l) => JSON.parse(l) as { question: string; answer: string });
+    const images = ['https://images.example.com/chart.png', 's3://anyprefer-input/images/scan 1.png', 'data:image/png;base64,iVBORw0KGgo='];
+    const file = join(dir, 'vision.jsonl');
+    await writeFile(file, gsm.map((g, i) => JSON.stringify({ ...g, images: [images[i]!] })).join('\n') + '\n');
+    const out = await outputs(await runLocal(file, { config: CONFIG, outDir: join(dir, 'vision') }));
+    expect(out.trl.length).toBeGreaterThan(0);
+    for (const row of out.trl) {
+      expect(row.images).toHaveLength(1);
+      expect(images).toContain(row.images[0]);
+      expect(row.prompt[0].content).toEqual([{ type: 'image' }, { type: 'text', text: expect.any(String) }]);
+    }
+    for (const row of out.openai) {
+      const parts = row.input.messages[0].content;
+      expect(parts[0]).toEqual({ type: 'text', text: expect.any(String) });
+      expect(images).toContain(parts[1].image_url.url);
+    }
+    expect(out.full.every((p) => p.images.length === 1)).toBe(true);
+  }, 60_000);
 });

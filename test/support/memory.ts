@@ -48,6 +48,9 @@ export class MemoryBlobs implements BlobStore {
     const v = this.objects.get(this.k(bucket, key));
     return v ? { size: v.length, etag: 'etag', metadata: {} } : undefined;
   }
+  async presign(bucket: string, key: string) {
+    return `https://${bucket}.s3.example/${encodeURIComponent(key)}?signed`;
+  }
   async list(bucket: string, prefix: string) {
     return [...this.objects.keys()].filter((k) => k.startsWith(`${bucket}/${prefix}`)).map((k) => k.slice(bucket.length + 1));
   }
@@ -167,7 +170,7 @@ export function memoryPipeline(models: ModelGateway, defaultConfig: unknown = {}
     log: silent,
     buckets: { input: 'in', output: 'out' },
     models: () => models,
-    tools: new ToolRegistry(builtinTools()),
+    tools: (config) => new ToolRegistry(builtinTools(), { settings: config.tools }),
     defaultConfig,
     maxReceiveCount: () => 3,
   };

@@ -57,7 +57,26 @@ export const DEFAULT_TARGET_PROMPT = 'You are a helpful assistant. Answer the qu
 export const DEFAULT_JUDGE_PROMPT =
   'You are a judge. Score every candidate answer from 0 to 10 for how well it answers the question.';
 
+export const MODES = ['anyprefer', 'self-rewarding', 'judge-only', 'no-tools', 'no-feedback'] as const;
+export type Mode = (typeof MODES)[number];
+
 export const runConfigSchema = z.strictObject({
+  /**
+   * `anyprefer`: separate judge with tools, reward model, feedback (the method).
+   * `self-rewarding`: the target judges its own candidates; no tools, no reward model, no feedback.
+   * `judge-only`: separate judge (with the configured tools); no reward model, no feedback.
+   * `no-tools` / `no-feedback`: the method without the judge's tools / with one iteration only.
+   */
+  mode: z.enum(MODES).default('anyprefer'),
+  /** Position-bias controls for the judge. */
+  judging: z
+    .strictObject({
+      /** Show candidates in a fresh (seeded) order for every judge call. */
+      shuffle: z.boolean().default(true),
+      /** Judge twice, the second time in reversed order; keep the pair only when both agree. */
+      swap: z.boolean().default(false),
+    })
+    .prefault({}),
   /** Candidates the target samples per prompt and iteration. */
   candidatesPerPrompt: z.int().min(2).max(16).default(4),
   /** Reward-model score (0-10) a pair needs to be accepted. */
@@ -142,7 +161,22 @@ export function parseRunConfig(input: unknown): RunConfig {
   return result.data;
 }
 
-/** The tools the judge may use for an item of this domain. */
+/** The tools the judge may use for an item of this domain (none in the modes without tools). */
 export function toolsFor(config: RunConfig, domain: string | undefined): string[] {
+  if (config.mode === 'self-rewarding' || config.mode === 'no-tools') return [];
   return (domain !== undefined ? config.tools.byDomain[domain] : undefined) ?? config.tools.enabled;
+}
+
+/** What the mode changes in the pipeline. */
+export function modeSettings(config: RunConfig): { judgeRole: 'judge' | 'target'; rewardGate: boolean; maxIterations: number } {
+  switch (config.mode) {
+    case 'self-rewarding':
+      return { judgeRole: 'target', rewardGate: false, maxIterations: 1 };
+    case 'judge-only':
+      return { judgeRole: 'judge', rewardGate: false, maxIterations: 1 };
+    case 'no-feedback':
+      return { judgeRole: 'judge', rewardGate: true, maxIterations: 1 };
+    default:
+      return { judgeRole: 'judge', rewardGate: true, maxIterations: config.maxIterations };
+  }
 }

@@ -11,7 +11,10 @@ import { jsonLogger, type BlobStore, type LogLevel, type Logger, type ModelGatew
 import { ENV, stageSpec } from './resources';
 import type { StateStore } from './state/records';
 import { emfMetrics, noMetrics, type MetricSink } from './metrics';
-import { builtinTools, ToolRegistry } from './tools/registry';
+import { builtinTools, ToolRegistry, type ToolServices } from './tools/registry';
+import { invokeLambdaWith } from './tools/lambda-tool';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { lookup } from 'node:dns/promises';
 import { ROLES, type Role } from './types';
 
 export interface Dependencies {
@@ -23,7 +26,8 @@ export interface Dependencies {
   buckets: { input: string; output: string };
   /** The model gateway for a run's model config (cached per distinct config). */
   models(config: RunConfig): ModelGateway;
-  tools: ToolRegistry;
+  /** The judge's tools for a run config (its declared tools, settings and network rules). */
+  tools(config: RunConfig): ToolRegistry;
   /** The run config the stack (or the local runtime) gives runs without a config file. */
   defaultConfig: unknown;
   maxReceiveCount(stage: QueueName): number;
@@ -49,14 +53,25 @@ export function buildDependencies(env: NodeJS.ProcessEnv): Dependencies {
   const clients = createAwsClients({ endpointUrl: env[ENV.endpointUrl] });
   const apiKey = secretReader(env, clients.region);
   const gateways = new Map<string, ModelGateway>();
+  const registries = new Map<string, ToolRegistry>();
+  const blobs = new S3BlobStore(clients.s3);
+  const buckets = { input: required(ENV.inputBucket), output: required(ENV.outputBucket) };
+  const toolServices: ToolServices = {
+    blobs,
+    buckets,
+    secret: apiKey,
+    invokeLambda: invokeLambdaWith(new LambdaClient({ region: clients.region, ...(env[ENV.endpointUrl] ? { endpoint: env[ENV.endpointUrl] } : {}) })),
+    fetch: globalThis.fetch,
+    lookup: async (host) => (await lookup(host, { all: true })).map((a) => a.address),
+  };
   return {
-    blobs: new S3BlobStore(clients.s3),
+    blobs,
     // Metrics are EMF log lines: in Lambda they become CloudWatch metrics, locally they are off.
     metrics: env[ENV.metrics] === 'off' ? noMetrics : emfMetrics(),
     queues: new SqsQueueSender(clients.sqs, queueUrlsFromEnv(env)),
     state: new DynamoStateStore(clients.dynamo, required(ENV.table)),
     log: jsonLogger((env[ENV.logLevel] as LogLevel | undefined) ?? 'info'),
-    buckets: { input: required(ENV.inputBucket), output: required(ENV.outputBucket) },
+    buckets,
     models(config) {
       const endpoints = Object.fromEntries(ROLES.map((r) => [r, resolveEndpoint(config.models[r], r, env)])) as Record<Role, ModelEndpoint>;
       const k = JSON.stringify(endpoints);
@@ -64,7 +79,12 @@ export function buildDependencies(env: NodeJS.ProcessEnv): Dependencies {
       if (!gateway) gateways.set(k, (gateway = new OpenAIGateway({ endpoints, apiKey })));
       return gateway;
     },
-    tools: new ToolRegistry(builtinTools()),
+    tools: (config) => {
+      const k = JSON.stringify(config.tools);
+      let registry = registries.get(k);
+      if (!registry) registries.set(k, (registry = new ToolRegistry(builtinTools(), { settings: config.tools, services: toolServices })));
+      return registry;
+    },
     defaultConfig: env[ENV.defaultConfig] ? JSON.parse(env[ENV.defaultConfig]!) : {},
     maxReceiveCount: (stage) => Number(env[`${ENV.maxReceiveCount}_${stage.toUpperCase()}`] ?? stageSpec(stage).maxReceiveCount),
   };

@@ -13,6 +13,8 @@ export interface BlobStore {
   getStream(bucket: string, key: string, range?: { start: number; end: number }): Promise<Readable>;
   head(bucket: string, key: string): Promise<{ size: number; etag?: string; versionId?: string; metadata?: Record<string, string> } | undefined>;
   list(bucket: string, prefix: string): Promise<string[]>;
+  /** A time-limited https URL to GET the object (for images handed to model endpoints). */
+  presign(bucket: string, key: string, expiresSeconds: number): Promise<string>;
 }
 
 /** Sends JSON messages to a named queue (the name is a logical stage name, see resources.ts). */

@@ -23,6 +23,8 @@ export interface NormalizedInput {
   reference?: string;
   domain?: string;
   metadata?: Record<string, unknown>;
+  /** Images that go with the last user turn: s3://bucket/key, https:// or data: URLs. */
+  images?: string[];
 }
 
 export type InputFormat = 'prompt' | 'alpaca' | 'question-answer' | 'openai-chat' | 'sharegpt' | 'mt-bench';

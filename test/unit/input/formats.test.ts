@@ -150,7 +150,10 @@ describe('openai-chat', () => {
       'field "messages[1].content" must be a string or an array of text parts, got null',
     );
     expect(reason({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] })).toBe(
-      'field "messages[0].content[0]" has type "image_url": only text parts are supported',
+      'field "messages[0].content[0].image_url.url" must be an s3://bucket/key, https:// or data:image/...;base64 URL, got "x"',
+    );
+    expect(reason({ messages: [{ role: 'user', content: [{ type: 'input_audio', data: 'x' }] }] })).toBe(
+      'field "messages[0].content[0]" has type "input_audio": only text and image_url parts are supported',
     );
     expect(reason({ messages: [{ role: 'user', content: [{ type: 'text', text: 1 }] }] })).toBe(
       'field "messages[0].content[0].text" must be a string, got number',
@@ -528,5 +531,28 @@ describe('unusable lines', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.getPrototypeOf(input.metadata)).toBe(Object.prototype);
     expect(input.metadata!.a).toBe(1);
+  });
+});
+
+describe('images', () => {
+  it('reads an images field and image_url content parts, in order', () => {
+    const r = normalizeLine(
+      JSON.stringify({
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'What is shown?' }, { type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }],
+        images: ['s3://my-bucket/scans/x 1.png'],
+      }),
+      4,
+    );
+    expect(r.ok && r.input.images).toEqual(['s3://my-bucket/scans/x 1.png', 'https://example.com/a.png']);
+    expect(r.ok && r.input.messages).toEqual([{ role: 'user', content: 'What is shown?' }]);
+  });
+
+  it('accepts a single image and data URLs, and rejects other schemes', () => {
+    const ok = normalizeLine(JSON.stringify({ prompt: 'Describe.', image: 'data:image/png;base64,iVBORw0KGgo=' }), 1);
+    expect(ok.ok && ok.input.images).toEqual(['data:image/png;base64,iVBORw0KGgo=']);
+    const bad = normalizeLine(JSON.stringify({ prompt: 'Describe.', images: ['file:///etc/passwd'] }), 2);
+    expect(!bad.ok && bad.invalid.reason).toMatch(/^field "images\[0\]" must be an s3:\/\/bucket\/key, https:\/\/ or data:image/);
+    const many = normalizeLine(JSON.stringify({ prompt: 'x', images: Array(17).fill('https://e.com/a.png') }), 3);
+    expect(!many.ok && many.invalid.reason).toBe('too many images: 17, at most 16');
   });
 });

@@ -44,7 +44,8 @@ const jsonl = async (p: MemoryPipeline, runId: string, file: string) =>
 const referenceJudge = (request: ChatRequest) => {
   const toolResult = request.messages.find((m) => m.role === 'tool');
   if (!toolResult && request.tools?.some((t) => t.name === 'reference')) return reply('', [{ id: 'c1', name: 'reference', arguments: '{}' }]);
-  const user = request.messages.find((m) => m.role === 'user')!.content as string;
+  const content = request.messages.find((m) => m.role === 'user')!.content!;
+  const user = typeof content === 'string' ? content : content.map((p) => (p.type === 'text' ? p.text : '')).join('');
   const shown = [...user.matchAll(/<candidate index="(\d+)">\n([\s\S]*?)\n<\/candidate>/g)];
   const ref = toolResult && 'content' in toolResult ? String(toolResult.content) : '';
   return reply(JSON.stringify({ scores: shown.map((m) => ({ candidate: Number(m[1]), score: ref && m[2]!.includes(`answer is ${ref}`) ? 9 : 2, rationale: 'checked against the reference' })) }));
@@ -184,5 +185,24 @@ describe('pipeline stages over in-memory ports', () => {
     const m = await manifest(p, runId);
     expect(m.status).toBe('failed');
     expect(m.error).toMatch(/candidatesPerPrompt/);
+  });
+
+  it('gives target and judge the images as content parts, S3 images as presigned URLs', async () => {
+    const models = new ScriptedModels({
+      target: () => reply([RIGHT, WRONG]),
+      judge: referenceJudge,
+      reward: () => reply(JSON.stringify({ score: 9, failure: 'none', critique: 'good' })),
+    });
+    const p = memoryPipeline(models);
+    await start(p, [JSON.stringify({ ...JSON.parse(LINE), images: ['s3://bucket-a/img/x.png', 'https://e.com/y.png'] })]);
+    await drain(p);
+    for (const role of ['target', 'judge'] as const) {
+      const user = models.requests.find((r) => r.role === role)!.request.messages.find((m) => m.role === 'user')!;
+      expect(user.content).toEqual([
+        { type: 'text', text: expect.stringContaining('Janet') },
+        { type: 'image_url', image_url: { url: 'https://bucket-a.s3.example/img%2Fx.png?signed' } },
+        { type: 'image_url', image_url: { url: 'https://e.com/y.png' } },
+      ]);
+    }
   });
 });

@@ -1,4 +1,5 @@
 // BlobStore on S3 (or any S3-compatible endpoint: s3rver, moto).
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
 import {
   GetObjectCommand,
@@ -87,6 +88,10 @@ export class S3BlobStore implements BlobStore {
       if (isNotFound(err)) return undefined;
       throw err;
     }
+  }
+
+  async presign(bucket: string, key: string, expiresSeconds: number): Promise<string> {
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: expiresSeconds });
   }
 
   async list(bucket: string, prefix: string): Promise<string[]> {

@@ -25,6 +25,8 @@
 // - `reference` string or number; takes precedence over a reference the format derives.
 // - `domain` or `category`  string (`domain` wins when both are set).
 // - `metadata`  object; the fields the format derives (`turns`, `solution`...) are added to it.
+// - `images` (array) or `image`: s3://bucket/key, https:// or data:image/...;base64 URLs; chat
+//   content parts of type `image_url` are collected too. Target and judge see them as image content.
 // A `null` optional field counts as absent.
 import type { ChatMessage, InputFormat, InvalidLine, NormalizedInput } from '../types';
 import { excerptOf } from './lines';
@@ -78,7 +80,10 @@ function normalize(text: string, line: number): NormalizedInput {
 
   const format = detect(obj);
   const common = commonFields(obj, format);
+  partImages = [];
   const parsed = PARSERS[format](obj);
+  const images = [...(common.images ?? []), ...partImages];
+  if (images.length > MAX_IMAGES) fail(`too many images: ${images.length}, at most ${MAX_IMAGES}`);
 
   const reference = common.reference ?? parsed.reference;
   const metadata = { ...common.metadata, ...parsed.metadata };
@@ -91,7 +96,22 @@ function normalize(text: string, line: number): NormalizedInput {
   if (reference !== undefined) input.reference = reference;
   if (common.domain !== undefined) input.domain = common.domain;
   if (Object.keys(metadata).length > 0) input.metadata = metadata;
+  if (images.length > 0) input.images = images;
   return input;
+}
+
+export const MAX_IMAGES = 16;
+/** Image URLs found in chat content parts while the current line is parsed (parsing is synchronous). */
+let partImages: string[] = [];
+
+/** An image is an S3 object (`s3://bucket/key`), an https URL, or a base64 data URL. */
+function imageRef(field: string, value: Json): string {
+  if (typeof value !== 'string') fail(`field "${field}" must be a string (s3://, https:// or data: URL), got ${typeName(value)}`);
+  const v = value.trim();
+  if (/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+/.test(v) || /^https:\/\/[^\s]+$/.test(v) || /^data:image\/(png|jpe?g|gif|webp);base64,[A-Za-z0-9+/=]+$/.test(v)) {
+    return v;
+  }
+  return fail(`field "${field}" must be an s3://bucket/key, https:// or data:image/...;base64 URL, got ${describe(clip(v, 60))}`);
 }
 
 function detect(obj: JsonObject): InputFormat {
@@ -109,6 +129,7 @@ function detect(obj: JsonObject): InputFormat {
 }
 
 interface Common {
+  images?: string[];
   id?: string;
   reference?: string;
   domain?: string;
@@ -134,6 +155,13 @@ function commonFields(obj: JsonObject, format: InputFormat): Common {
     if (!isObject(metadata)) fail(`field "metadata" must be an object, got ${typeName(metadata)}`);
     common.metadata = metadata;
   }
+  const images = optional(obj, 'images');
+  if (images !== undefined) {
+    if (!Array.isArray(images)) fail(`field "images" must be an array of image URLs, got ${typeName(images)}`);
+    common.images = images.map((img, i) => imageRef(`images[${i}]`, img));
+  }
+  const image = optional(obj, 'image');
+  if (image !== undefined) common.images = [...(common.images ?? []), imageRef('image', image)];
   return common;
 }
 
@@ -231,11 +259,16 @@ function messageContent(field: string, content: Json): string {
   const texts = content.map((part, i) => {
     const at = `${field}[${i}]`;
     if (!isObject(part)) fail(`field "${at}" must be a text part object, got ${typeName(part)}`);
-    if (part.type !== 'text') fail(`field "${at}" has type ${describe(part.type)}: only text parts are supported`);
+    if (part.type === 'image_url') {
+      const url = isObject(part.image_url) ? part.image_url.url : part.image_url;
+      partImages.push(imageRef(`${at}.image_url.url`, url ?? null));
+      return undefined;
+    }
+    if (part.type !== 'text') fail(`field "${at}" has type ${describe(part.type)}: only text and image_url parts are supported`);
     if (typeof part.text !== 'string') fail(`field "${at}.text" must be a string, got ${typeName(part.text)}`);
     return part.text;
   });
-  return limited(field, texts.join('\n'));
+  return limited(field, texts.filter((t) => t !== undefined).join('\n'));
 }
 
 // ---- single-prompt formats ----

@@ -30,16 +30,37 @@ const pairTexts = (attempt: Attempt) => {
 
 const assistant = (content: string): ChatMessage[] => [{ role: 'assistant', content }];
 
-/** TRL conversational preference format: `prompt`, `chosen`, `rejected` as message lists. */
-export function trlRecord(input: NormalizedInput, attempt: Attempt) {
-  const { chosen, rejected } = pairTexts(attempt);
-  return { prompt: input.messages, chosen: assistant(chosen), rejected: assistant(rejected) };
+/** The prompt messages with the last user turn's content rewritten for images (unchanged without images). */
+function withImageContent<P>(input: NormalizedInput, parts: (text: string, images: string[]) => P[]) {
+  const images = input.images ?? [];
+  if (images.length === 0) return input.messages;
+  const last = input.messages.map((m) => m.role).lastIndexOf('user');
+  return input.messages.map((m, i) => (i === last ? { role: m.role, content: parts(m.content, images) } : m));
 }
 
-/** OpenAI preference fine-tuning (DPO) format. */
+/**
+ * TRL conversational preference format: `prompt`, `chosen`, `rejected` as message lists. With
+ * images, TRL's vision form: an `images` column and `{"type": "image"}` placeholders in the content.
+ */
+export function trlRecord(input: NormalizedInput, attempt: Attempt) {
+  const { chosen, rejected } = pairTexts(attempt);
+  const prompt = withImageContent(input, (text, images) => [...images.map(() => ({ type: 'image' })), { type: 'text', text }]);
+  return {
+    ...(input.images?.length ? { images: input.images } : {}),
+    prompt,
+    chosen: assistant(chosen),
+    rejected: assistant(rejected),
+  };
+}
+
+/** OpenAI preference fine-tuning (DPO) format; images as `image_url` content parts. */
 export function openaiRecord(input: NormalizedInput, attempt: Attempt) {
   const { chosen, rejected } = pairTexts(attempt);
-  return { input: { messages: input.messages }, preferred_output: assistant(chosen), non_preferred_output: assistant(rejected) };
+  const messages = withImageContent(input, (text, images) => [
+    { type: 'text', text },
+    ...images.map((url) => ({ type: 'image_url', image_url: { url } })),
+  ]);
+  return { input: { messages }, preferred_output: assistant(chosen), non_preferred_output: assistant(rejected) };
 }
 
 /** Everything known about an accepted pair: scores, rationales, evidence, lineage, cost. */
@@ -54,6 +75,7 @@ export function fullRecord(run: RunRecord, item: ItemRecord, input: NormalizedIn
     format: input.format,
     domain: input.domain,
     prompt: input.messages,
+    images: input.images,
     reference: input.reference,
     chosen,
     rejected,

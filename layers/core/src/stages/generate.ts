@@ -4,12 +4,13 @@ import { randomUUID } from 'node:crypto';
 import { addUsageByRole } from '../models/usage';
 import { targetMessages } from '../prompts';
 import type { Candidate } from '../types';
+import { attachImages, withResolvedImages } from './images';
 import { advance, PermanentItemError, workKey, type StageContext, type StageOutcome } from './item';
 
 export async function runGenerate({ deps, config, item, input }: StageContext): Promise<StageOutcome> {
   const endpoint = config.models.target;
   const result = await deps.models(config).chat('target', {
-    messages: targetMessages(item.prompts.target.text, input.messages),
+    messages: attachImages(targetMessages(item.prompts.target.text, input.messages), (await withResolvedImages(deps, input)).images),
     n: config.candidatesPerPrompt,
     temperature: endpoint.temperature ?? 1,
     seed: config.seed + item.iteration,

@@ -88,47 +88,47 @@ const METADATA_V4 = '169.254.169.254';
 
 function classifyIPv4(bytes: number[]): string | undefined {
   const [a = 0, b = 0, c = 0, d = 0] = bytes;
-  if (a === 169 && b === 254 && c === 169 && d === 254) return `${METADATA_V4}, the cloud instance metadata address (link-local)`;
-  if (a === 0) return 'unspecified / "this network" (0.0.0.0/8)';
-  if (a === 10) return 'private (10.0.0.0/8)';
-  if (a === 100 && b >= 64 && b <= 127) return 'carrier-grade NAT (100.64.0.0/10)';
-  if (a === 127) return 'loopback (127.0.0.0/8)';
-  if (a === 169 && b === 254) return 'link-local (169.254.0.0/16)';
-  if (a === 172 && b >= 16 && b <= 31) return 'private (172.16.0.0/12)';
-  if (a === 192 && b === 0 && c === 0) return 'IETF protocol assignments (192.0.0.0/24)';
-  if (a === 192 && b === 0 && c === 2) return 'documentation (192.0.2.0/24)';
-  if (a === 192 && b === 168) return 'private (192.168.0.0/16)';
-  if (a === 198 && (b === 18 || b === 19)) return 'benchmarking (198.18.0.0/15)';
-  if (a === 198 && b === 51 && c === 100) return 'documentation (198.51.100.0/24)';
-  if (a === 203 && b === 0 && c === 113) return 'documentation (203.0.113.0/24)';
-  if (a >= 224 && a <= 239) return 'multicast (224.0.0.0/4)';
-  if (a === 255 && b === 255 && c === 255 && d === 255) return 'broadcast (255.255.255.255)';
-  if (a >= 240) return 'reserved (240.0.0.0/4)';
+  if (a === 169 && b === 254 && c === 169 && d === 254) return `the cloud instance metadata address ${METADATA_V4} (link-local)`;
+  if (a === 0) return 'an unspecified / "this network" address (0.0.0.0/8)';
+  if (a === 10) return 'a private address (10.0.0.0/8)';
+  if (a === 100 && b >= 64 && b <= 127) return 'a carrier-grade NAT address (100.64.0.0/10)';
+  if (a === 127) return 'a loopback address (127.0.0.0/8)';
+  if (a === 169 && b === 254) return 'a link-local address (169.254.0.0/16)';
+  if (a === 172 && b >= 16 && b <= 31) return 'a private address (172.16.0.0/12)';
+  if (a === 192 && b === 0 && c === 0) return 'an IETF protocol assignment address (192.0.0.0/24)';
+  if (a === 192 && b === 0 && c === 2) return 'a documentation address (192.0.2.0/24)';
+  if (a === 192 && b === 168) return 'a private address (192.168.0.0/16)';
+  if (a === 198 && (b === 18 || b === 19)) return 'a benchmarking address (198.18.0.0/15)';
+  if (a === 198 && b === 51 && c === 100) return 'a documentation address (198.51.100.0/24)';
+  if (a === 203 && b === 0 && c === 113) return 'a documentation address (203.0.113.0/24)';
+  if (a >= 224 && a <= 239) return 'a multicast address (224.0.0.0/4)';
+  if (a === 255 && b === 255 && c === 255 && d === 255) return 'the broadcast address (255.255.255.255)';
+  if (a >= 240) return 'a reserved address (240.0.0.0/4)';
   return undefined;
 }
 
 function embeddedIPv4(hi: number, lo: number, what: string): string | undefined {
   const reason = classifyIPv4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
-  return reason && `${what} of ${reason}`;
+  return reason && `${reason} in ${what}`;
 }
 
 function classifyIPv6(g: number[]): string | undefined {
   const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
-  if (zero(0, 8)) return 'unspecified (::)';
-  if (zero(0, 7) && g[7] === 1) return 'loopback (::1)';
-  if (zero(0, 5) && g[5] === 0xffff) return embeddedIPv4(g[6]!, g[7]!, 'IPv4-mapped form');
-  if (zero(0, 6)) return embeddedIPv4(g[6]!, g[7]!, 'IPv4-compatible form') ?? 'IPv4-compatible (deprecated, ::/96)';
+  if (zero(0, 8)) return 'the unspecified address (::)';
+  if (zero(0, 7) && g[7] === 1) return 'the loopback address (::1)';
+  if (zero(0, 5) && g[5] === 0xffff) return embeddedIPv4(g[6]!, g[7]!, 'IPv4-mapped IPv6 form');
+  if (zero(0, 6)) return embeddedIPv4(g[6]!, g[7]!, 'IPv4-compatible form') ?? 'an IPv4-compatible address (deprecated, ::/96)';
   if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return embeddedIPv4(g[6]!, g[7]!, 'NAT64 form');
-  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 1) return 'local-use NAT64 (64:ff9b:1::/48)';
+  if (g[0] === 0x64 && g[1] === 0xff9b && g[2] === 1) return 'a local-use NAT64 address (64:ff9b:1::/48)';
   if (g[0] === 0x2002) return embeddedIPv4(g[1]!, g[2]!, '6to4 form');
   if (g[0] === 0x2001 && g[1] === 0) return embeddedIPv4(g[6]! ^ 0xffff, g[7]! ^ 0xffff, 'Teredo form');
-  if (g[0] === 0x2001 && g[1] === 0xdb8) return 'documentation (2001:db8::/32)';
-  if (g[0] === 0x100 && zero(1, 4)) return 'discard-only (100::/64)';
-  if (g[0] === 0xfd00 && g[1] === 0xec2 && zero(2, 7) && g[7] === 0x254) return 'fd00:ec2::254, the cloud instance metadata address (IPv6)';
-  if ((g[0]! & 0xfe00) === 0xfc00) return 'unique local / private (fc00::/7)';
-  if ((g[0]! & 0xffc0) === 0xfe80) return 'link-local (fe80::/10)';
-  if ((g[0]! & 0xffc0) === 0xfec0) return 'site-local (deprecated, fec0::/10)';
-  if ((g[0]! & 0xff00) === 0xff00) return 'multicast (ff00::/8)';
+  if (g[0] === 0x2001 && g[1] === 0xdb8) return 'a documentation address (2001:db8::/32)';
+  if (g[0] === 0x100 && zero(1, 4)) return 'a discard-only address (100::/64)';
+  if (g[0] === 0xfd00 && g[1] === 0xec2 && zero(2, 7) && g[7] === 0x254) return 'the cloud instance metadata address fd00:ec2::254 (IPv6)';
+  if ((g[0]! & 0xfe00) === 0xfc00) return 'a unique-local (private) address (fc00::/7)';
+  if ((g[0]! & 0xffc0) === 0xfe80) return 'a link-local address (fe80::/10)';
+  if ((g[0]! & 0xffc0) === 0xfec0) return 'a site-local address (deprecated, fec0::/10)';
+  if ((g[0]! & 0xff00) === 0xff00) return 'a multicast address (ff00::/8)';
   return undefined;
 }
 
@@ -138,7 +138,7 @@ export function isIpLiteral(text: string): boolean {
 }
 
 /**
- * Why an address may not be reached by default (`'loopback (127.0.0.0/8)'`, …), or `undefined` for a
+ * Why an address may not be reached by default (`'a loopback address (127.0.0.0/8)'`, …), or `undefined` for a
  * public address. Text that is not an IP address is refused too.
  */
 export function classifyAddress(address: string): string | undefined {
@@ -178,10 +178,10 @@ export function hostAllowed(hostname: string, allowHosts: readonly string[]): bo
 function refusal(host: string, address: string | undefined, reason: string): NetworkGuardError {
   const where = address === undefined || address === host ? host : `${host} (resolves to ${address})`;
   const metadata = reason.includes('metadata address')
-    ? ' Instance metadata holds cloud credentials; tools are never allowed to reach it.'
+    ? ' Instance metadata hands out cloud credentials; tools must never reach it.'
     : '';
   return new NetworkGuardError(
-    `refused to connect to ${where}: ${reason} is not a public address.${metadata} ` +
+    `refused to connect to ${where}: it is ${reason}, not a public address.${metadata} ` +
       'Tools may only reach public addresses (tools.network.allowPrivateAddresses lifts this, for local testing only).',
   );
 }
@@ -198,36 +198,35 @@ export async function checkUrl(url: string | URL, rules: NetworkRules, lookup: L
     throw new NetworkGuardError(`not a valid URL: ${String(url).slice(0, 100)}`);
   }
   const host = parsed.hostname;
+  if (host === '') throw new NetworkGuardError(`refused ${parsed.protocol} URL without a host`);
+  const display = normalizeHost(host);
+  // A refused address is refused whatever the scheme or the allowlist say, and the error names it.
+  // URL parsing has already turned 2852039166, 0x7f.1, 0177.0.0.1 and [::ffff:a.b.c.d] into canonical form.
+  const literal = isIpLiteral(display);
+  if (literal && !rules.allowPrivateAddresses) {
+    const reason = classifyAddress(display);
+    if (reason) throw refusal(display, undefined, reason);
+  }
   if (parsed.protocol !== 'https:') {
     if (parsed.protocol !== 'http:') {
-      throw new NetworkGuardError(`refused ${parsed.protocol} URL for ${host || '(no host)'}: only https is allowed`);
+      throw new NetworkGuardError(`refused ${parsed.protocol} URL for ${display}: only https is allowed`);
     }
     if (!rules.allowPrivateAddresses) {
       throw new NetworkGuardError(
-        `refused plain http to ${host}: only https is allowed (http only with tools.network.allowPrivateAddresses, for local testing)`,
+        `refused plain http to ${display}: only https is allowed (http only with tools.network.allowPrivateAddresses, for local testing)`,
       );
     }
   }
-  if (host === '') throw new NetworkGuardError('refused a URL without a host');
-  const display = normalizeHost(host);
   if (rules.allowHosts.length === 0) {
     throw new NetworkGuardError(
       `refused ${display}: tools.network.allowHosts is empty, so tools may not reach any host (add "${display}" to allow it)`,
     );
   }
   if (!hostAllowed(host, rules.allowHosts)) {
-    throw new NetworkGuardError(
-      `refused ${display}: the host is not in tools.network.allowHosts (${rules.allowHosts.join(', ')})`,
-    );
+    throw new NetworkGuardError(`refused ${display}: the host is not in tools.network.allowHosts (${rules.allowHosts.join(', ')})`);
   }
-  if (rules.allowPrivateAddresses) return parsed;
+  if (rules.allowPrivateAddresses || literal) return parsed;
 
-  if (isIpLiteral(display)) {
-    // URL parsing already turned 2852039166, 0x7f.1, 0177.0.0.1 and [::ffff:a.b.c.d] into canonical form.
-    const reason = classifyAddress(display);
-    if (reason) throw refusal(display, undefined, reason);
-    return parsed;
-  }
   let addresses: string[];
   try {
     addresses = await lookup(display);

@@ -53,7 +53,11 @@ const MAX_ERROR_CHARS = 1000;
 export class ToolRegistry {
   private readonly tools = new Map<string, Tool>();
 
-  constructor(tools: Tool[]) {
+  /** `context` is merged into every call's context: the run's tool settings and services. */
+  constructor(
+    tools: Tool[],
+    private readonly context: Partial<Omit<ToolContext, 'signal'>> = {},
+  ) {
     for (const tool of tools) {
       if (this.tools.has(tool.name)) throw new Error(`duplicate tool name: ${tool.name}`);
       this.tools.set(tool.name, tool);
@@ -113,7 +117,7 @@ export class ToolRegistry {
       }, tool.limits.timeoutMs);
     });
     try {
-      const execution = Promise.resolve().then(() => tool.execute(args, { ...ctx, signal: controller.signal }));
+      const execution = Promise.resolve().then(() => tool.execute(args, { ...this.context, ...ctx, signal: controller.signal }));
       execution.catch(() => {}); // a late rejection after a timeout must not go unhandled
       const output = await Promise.race([execution, timeout]);
       return evidence(args, true, truncate(typeof output === 'string' ? output : String(output), tool.limits.maxOutputChars));
