@@ -90,7 +90,8 @@ export function redriveCommand(args: string[], io: CommandIo = defaultIo): Promi
         const before = await depth(sqs, q.dlqUrl);
         const entry: StageRedrive = { ...before, moved: 0, notDeleted: 0, failed: 0 };
         report.stages[name] = entry;
-        if (values['dry-run']) continue;
+        // Nothing visible: skip the two empty receives (about 2 s) that would end the loop.
+        if (values['dry-run'] || before.waiting === 0) continue;
         if (budget.remaining <= 0) {
           report.limited ||= before.waiting + before.inFlight > 0;
           continue;

@@ -9,6 +9,8 @@ import type {
   ItemRecord,
   ItemState,
   ModelGateway,
+  PolicyRecord,
+  PromptVersionRecord,
   QueueName,
   QueueSender,
   Role,
@@ -16,6 +18,8 @@ import type {
   RunStatus,
   StateStore,
   TerminalCounts,
+  TokenUsage,
+  UsageByRole,
 } from '@anyprefer/core';
 import { ToolRegistry, builtinTools } from '../../layers/core/src/tools/registry';
 
@@ -91,6 +95,16 @@ export class MemoryState implements StateStore {
   async listRuns() {
     return [...this.runs.values()];
   }
+  async addRunUsage(runId: string, tokens: number, byRole: UsageByRole) {
+    const r = this.runs.get(runId);
+    if (!r) throw new Error(`run ${runId} not found`);
+    const usage = { ...r.usage };
+    for (const [role, u] of Object.entries(byRole) as [Role, TokenUsage][]) {
+      const before = usage[role] ?? { calls: 0, promptTokens: 0, completionTokens: 0 };
+      usage[role] = { calls: before.calls + u.calls, promptTokens: before.promptTokens + u.promptTokens, completionTokens: before.completionTokens + u.completionTokens };
+    }
+    this.runs.set(runId, { ...r, usage, usedTokens: (r.usedTokens ?? 0) + tokens });
+  }
   async putItems(items: ItemRecord[]) {
     let n = 0;
     for (const i of items) {
@@ -121,6 +135,32 @@ export class MemoryState implements StateStore {
     const m = this.done.get(runId) ?? new Map<string, ItemState>();
     if (!m.has(itemId)) m.set(itemId, state);
     this.done.set(runId, m);
+  }
+  readonly versions = new Map<string, PromptVersionRecord>();
+  readonly policies = new Map<string, PolicyRecord>();
+  async putPromptVersion(v: Omit<PromptVersionRecord, 'trials' | 'accepted' | 'rewardSum'>) {
+    const k = `${v.runId}/${v.role}/${v.domain}/${v.version}`;
+    if (!this.versions.has(k)) this.versions.set(k, { ...this.clone(v), trials: 0, accepted: 0, rewardSum: 0 });
+  }
+  async listPromptVersions(runId: string, role?: 'target' | 'judge', domain?: string) {
+    return [...this.versions.values()]
+      .filter((v) => v.runId === runId && (!role || v.role === role) && (domain === undefined || v.domain === domain))
+      .map((v) => this.clone(v));
+  }
+  async recordPromptTrial(runId: string, role: 'target' | 'judge', domain: string, version: string, accepted: boolean, reward: number) {
+    const k = `${runId}/${role}/${domain}/${version}`;
+    const v = this.versions.get(k) ?? { runId, role, domain, version, trials: 0, accepted: 0, rewardSum: 0 };
+    this.versions.set(k, { ...v, trials: v.trials + 1, accepted: v.accepted + (accepted ? 1 : 0), rewardSum: v.rewardSum + reward });
+  }
+  async getPolicy(runId: string, role: 'target' | 'judge', domain: string) {
+    const p = this.policies.get(`${runId}/${role}/${domain}`);
+    return p && this.clone(p);
+  }
+  async savePolicy(prev: PolicyRecord | undefined, next: Omit<PolicyRecord, 'rev'>) {
+    const k = `${next.runId}/${next.role}/${next.domain}`;
+    if (this.policies.get(k)?.rev !== prev?.rev) return false;
+    this.policies.set(k, { ...this.clone(next), rev: (prev?.rev ?? 0) + 1 });
+    return true;
   }
   async terminalCounts(runId: string): Promise<TerminalCounts> {
     const c: TerminalCounts = { accepted: 0, rejected: 0, deadLettered: 0, total: 0 };

@@ -141,6 +141,34 @@ export const runConfigSchema = z.strictObject({
       finalize: z.int().min(1).max(1000).default(2),
     })
     .prefault({}),
+  /**
+   * The prompt policy. Each feedback revision is a prompt version; a share (`explore`) of new
+   * items try a revision that has fewer than `minTrials` trials, and the run-level prompt for a
+   * role and domain moves to a revision only when, over at least `minTrials` judge attempts each,
+   * its acceptance rate beats the incumbent's by `minLift`, or it accepts as often and its mean
+   * reward is higher by `minRewardLift`.
+   */
+  policy: z
+    .strictObject({
+      promote: z.boolean().default(true),
+      explore: z.number().min(0).max(1).default(0.25),
+      minTrials: z.int().min(1).max(1000).default(5),
+      minLift: z.number().min(0).max(1).default(0.1),
+      minRewardLift: z.number().min(0).max(10).default(0.5),
+    })
+    .prefault({}),
+  /** Stop taking new work once the run has used this many tokens or this estimated cost. */
+  budget: z
+    .strictObject({
+      maxTokens: z.int().positive().optional(),
+      maxCostUsd: z.number().positive().optional(),
+      /** USD per million prompt (input) and completion (output) tokens, per role. */
+      prices: z
+        .partialRecord(z.enum(['target', 'judge', 'reward', 'optimizer']), z.strictObject({ inputPerMTok: z.number().min(0), outputPerMTok: z.number().min(0) }))
+        .default({}),
+    })
+    .refine((b) => b.maxCostUsd === undefined || Object.keys(b.prices).length > 0, { message: 'maxCostUsd needs prices for the roles' })
+    .prefault({}),
   /** Seed for everything random in the pipeline and the offline lab. */
   seed: z.int().default(1),
 });

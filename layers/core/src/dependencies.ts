@@ -11,10 +11,9 @@ import { jsonLogger, type BlobStore, type LogLevel, type Logger, type ModelGatew
 import { ENV, stageSpec } from './resources';
 import type { StateStore } from './state/records';
 import { emfMetrics, noMetrics, type MetricSink } from './metrics';
-import { builtinTools, ToolRegistry, type ToolServices } from './tools/registry';
-import { invokeLambdaWith } from './tools/lambda-tool';
-import { LambdaClient } from '@aws-sdk/client-lambda';
-import { lookup } from 'node:dns/promises';
+import { createToolRegistry, defaultToolServices } from './tools/catalog';
+import type { ToolRegistry } from './tools/registry';
+import { runCodeTool } from './tools/run-code';
 import { ROLES, type Role } from './types';
 
 export interface Dependencies {
@@ -56,14 +55,7 @@ export function buildDependencies(env: NodeJS.ProcessEnv): Dependencies {
   const registries = new Map<string, ToolRegistry>();
   const blobs = new S3BlobStore(clients.s3);
   const buckets = { input: required(ENV.inputBucket), output: required(ENV.outputBucket) };
-  const toolServices: ToolServices = {
-    blobs,
-    buckets,
-    secret: apiKey,
-    invokeLambda: invokeLambdaWith(new LambdaClient({ region: clients.region, ...(env[ENV.endpointUrl] ? { endpoint: env[ENV.endpointUrl] } : {}) })),
-    fetch: globalThis.fetch,
-    lookup: async (host) => (await lookup(host, { all: true })).map((a) => a.address),
-  };
+  const toolServices = defaultToolServices({ blobs, buckets, secret: apiKey });
   return {
     blobs,
     // Metrics are EMF log lines: in Lambda they become CloudWatch metrics, locally they are off.
@@ -82,7 +74,7 @@ export function buildDependencies(env: NodeJS.ProcessEnv): Dependencies {
     tools: (config) => {
       const k = JSON.stringify(config.tools);
       let registry = registries.get(k);
-      if (!registry) registries.set(k, (registry = new ToolRegistry(builtinTools(), { settings: config.tools, services: toolServices })));
+      if (!registry) registries.set(k, (registry = createToolRegistry(config.tools, [runCodeTool], toolServices)));
       return registry;
     },
     defaultConfig: env[ENV.defaultConfig] ? JSON.parse(env[ENV.defaultConfig]!) : {},

@@ -214,6 +214,12 @@ describe('httpTool', () => {
     expect(ev).toMatchObject({ ok: false, output: 'the secret "MISSING_KEY" for tool detector is not set' });
   });
 
+  it('does not leak a secret that is not a valid header value', async () => {
+    const ev = await run({}, '{"image":"x"}', { services: services({ secret: async () => `line1\n${SECRET}` }) });
+    expect(ev).toMatchObject({ ok: false, output: 'the secret "DETECTOR_KEY" for tool detector is not a valid value for header Authorization' });
+    expect(JSON.stringify(ev)).not.toContain(SECRET);
+  });
+
   it('fails clearly without tool services', async () => {
     const ev = await run({}, '{"image":"x"}', { services: undefined });
     expect(ev.output).toMatch(/no tool services/);

@@ -80,7 +80,6 @@ function settingsFor(provider: 'brave' | 'tavily', over: Record<string, unknown>
 }
 
 async function run(settings: ReturnType<typeof settingsFor> | undefined, args: string, tool: Tool = webSearchTool) {
-  mode = mode ?? 'ok';
   return new ToolRegistry([tool]).run({ id: 'c', name: 'web_search', arguments: args }, { settings, services }, 1);
 }
 

@@ -11,11 +11,30 @@ export interface DatasetSummary {
   finishedAt: string;
   counts: { lines: number; accepted: number; rejected: number; invalid: number; deadLettered: number };
   acceptedByIteration: Record<string, number>;
+  /** Judge attempts per iteration and how many of them were accepted. */
+  iterations: Record<string, { attempts: number; accepted: number; acceptanceRate: number }>;
   config: RunConfig;
   prompts: {
     initial: { target: string; judge: string };
+    /** The prompt versions the accepted pairs were made with, most used first. */
     final: { role: 'target' | 'judge'; version: string; text: string; parent?: string; critique?: string; items: number }[];
+    policy: {
+      rule: RunConfig['policy'];
+      incumbents: { role: 'target' | 'judge'; domain: string; version: string; text?: string; promotions: { version: string; from: string; at: string; reason: string }[] }[];
+      versions: {
+        role: 'target' | 'judge';
+        domain: string;
+        version: string;
+        parent?: string;
+        trials: number;
+        acceptanceRate: number | null;
+        meanReward: number | null;
+        critique?: string;
+        text?: string;
+      }[];
+    };
   };
+  budget?: { maxTokens?: number; maxCostUsd?: number; usedTokens: number; estimatedCostUsd: number; stopped: string | null };
   usage: { byRole: UsageByRole; total: TokenUsage; perAcceptedPair: { calls: number | null; tokens: number | null } };
   /** True when any role ran on the offline model lab: the data is simulated, not model output. */
   simulation: boolean;
@@ -167,8 +186,27 @@ ${revised.length === 0 ? 'No accepted pair needed a revised prompt.' : `${revise
         .map((p) => `- ${p.role} \`${p.version}\` (${p.items} pair(s)): ${p.text.replace(/\n/g, ' ').slice(0, 300)}`)
         .join('\n')}`}
 
+## Prompt policy
+
+${policyText(s)}
+
+${s.budget ? `## Budget\n\nUsed ${s.budget.usedTokens} tokens (estimated $${s.budget.estimatedCostUsd}). ${s.budget.stopped ? `The run stopped taking new work: ${s.budget.stopped}.` : 'Within budget.'}\n` : ''}
 ## Licence
 
 The prompts come from the source file and keep its licence; check it before you publish this dataset.
 `;
+}
+
+function policyText(s: DatasetSummary): string {
+  const promoted = s.prompts.policy.incumbents.flatMap((i) => i.promotions.map((p) => ({ ...p, role: i.role, domain: i.domain })));
+  const iterations = Object.entries(s.iterations)
+    .map(([k, v]) => `iteration ${k}: ${v.accepted}/${v.attempts} attempts accepted (${(v.acceptanceRate * 100).toFixed(0)}%)`)
+    .join('; ');
+  const lines = [
+    `${s.prompts.policy.versions.filter((v) => v.version !== 'initial').length} revised prompt version(s) were tried. ${iterations}.`,
+    promoted.length === 0
+      ? 'No revision beat the incumbent prompts by the promotion rule, so the run-level prompts stayed as configured.'
+      : `Promotions (a revision replaced the run-level prompt on evidence):\n\n${promoted.map((p) => `- ${p.role}/${p.domain}: \`${p.from}\` → \`${p.version}\`: ${p.reason}`).join('\n')}`,
+  ];
+  return lines.join('\n\n');
 }

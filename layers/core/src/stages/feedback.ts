@@ -5,7 +5,7 @@ import { structuredCall } from '../models/structured';
 import { addUsageByRole } from '../models/usage';
 import { optimizerMessages, optimizerOutputSchema } from '../prompts';
 import type { Attempt } from '../types';
-import type { PromptRef } from '../state/records';
+import { domainOf, recordRevision } from '../policy';
 import { advance, type StageContext, type StageOutcome } from './item';
 
 export async function runFeedback({ deps, config, item, input }: StageContext): Promise<StageOutcome> {
@@ -30,16 +30,13 @@ export async function runFeedback({ deps, config, item, input }: StageContext): 
     'prompt_revision',
     { temperature: config.models.optimizer.temperature ?? 0 },
   );
-  const next = item.iteration + 1;
-  const revise = (current: PromptRef, text: string): PromptRef =>
-    text.trim() === current.text.trim()
-      ? current
-      : { version: `${item.itemId}.${next}`, text: text.trim(), parent: current.version, critique: attempt.reward?.critique };
+  const revise = (role: 'target' | 'judge', text: string) =>
+    recordRevision(deps, { runId: item.runId, itemId: item.itemId, role, domain: domainOf(input.domain), current: item.prompts[role], text, critique: attempt.reward?.critique });
 
-  return advance(item, 'generate', next, {
+  return advance(item, 'generate', item.iteration + 1, {
     prompts: {
-      target: revise(item.prompts.target, revision.value.target_prompt),
-      judge: revise(item.prompts.judge, revision.value.judge_prompt),
+      target: await revise('target', revision.value.target_prompt),
+      judge: await revise('judge', revision.value.judge_prompt),
     },
     usage: addUsageByRole(item.usage, 'optimizer', revision.usage),
   });

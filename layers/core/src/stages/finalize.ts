@@ -8,6 +8,8 @@ import { addUsage, emptyUsage } from '../models/usage';
 import { datasetCard, fullRecord, openaiRecord, rejectedRecord, trlRecord, type DatasetSummary } from '../output/records';
 import type { ItemRecord, RunRecord, TerminalCounts } from '../state/records';
 import { ROLES, type Attempt, type FinalizeMessage, type TokenUsage, type UsageByRole } from '../types';
+import { estimateCostUsd } from '../budget';
+import { INITIAL_VERSION, PROMPT_ROLES } from '../policy';
 import { loadInput, workKey } from './item';
 
 export const OUTPUT_FILES = {
@@ -59,11 +61,18 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
   const acceptedByIteration: Record<string, number> = {};
   const finalPrompts = new Map<string, { role: 'target' | 'judge'; version: string; text: string; parent?: string; critique?: string; items: number }>();
   const written = { accepted: 0, rejected: 0, deadLettered: 0 };
+  // Attempt-level acceptance per iteration: does feedback make later attempts succeed more often?
+  const byIteration: Record<string, { attempts: number; accepted: number }> = {};
 
   try {
     for await (const page of pages(deps.state.listItems(run.runId), LOAD_CONCURRENCY)) {
       const loaded = await Promise.all(page.map((item) => loadTerminal(deps, item)));
       for (const { item, attempt, input } of loaded) {
+        for (const a of item.attempts) {
+          const entry = (byIteration[a.iteration] ??= { attempts: 0, accepted: 0 });
+          entry.attempts++;
+          if (item.state === 'accepted' && a === item.attempts.at(-1)) entry.accepted++;
+        }
         for (const role of ROLES) {
           const u = item.usage[role];
           if (u) usage[role] = addUsage(usage[role] ?? emptyUsage(), u);
@@ -112,11 +121,26 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
       deadLettered: written.deadLettered,
     },
     acceptedByIteration,
+    iterations: Object.fromEntries(
+      Object.entries(byIteration).map(([k, v]) => [k, { ...v, acceptanceRate: Math.round((v.accepted / v.attempts) * 1000) / 1000 }]),
+    ),
     config: run.config,
     prompts: {
       initial: { target: run.config.prompts.target, judge: run.config.prompts.judge },
       final: [...finalPrompts.values()].sort((a, b) => b.items - a.items),
+      policy: await policySummary(deps, run),
     },
+    ...(run.budgetStop || run.config.budget.maxTokens !== undefined || run.config.budget.maxCostUsd !== undefined
+      ? {
+          budget: {
+            maxTokens: run.config.budget.maxTokens,
+            maxCostUsd: run.config.budget.maxCostUsd,
+            usedTokens: run.usedTokens ?? 0,
+            estimatedCostUsd: Math.round(estimateCostUsd(run.usage, run.config.budget.prices) * 10_000) / 10_000,
+            stopped: run.budgetStop ?? null,
+          },
+        }
+      : {}),
     usage: {
       byRole: usage,
       total,
@@ -128,6 +152,38 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
   await deps.blobs.put(bucket, key(OUTPUT_FILES.card), datasetCard(summary), 'text/markdown');
   await deps.blobs.put(bucket, key(OUTPUT_FILES.manifest), JSON.stringify(summary, null, 2), 'application/json');
   return summary;
+}
+
+/** The run-level prompts per role and domain, the promotions and why, and every version's evidence. */
+async function policySummary(deps: Dependencies, run: RunRecord): Promise<DatasetSummary['prompts']['policy']> {
+  const versions = await deps.state.listPromptVersions(run.runId);
+  const domains = [...new Set(versions.map((v) => v.domain))].sort();
+  const incumbents = [];
+  for (const domain of domains) {
+    for (const role of PROMPT_ROLES) {
+      const policy = await deps.state.getPolicy(run.runId, role, domain);
+      const version = policy?.incumbent ?? INITIAL_VERSION;
+      const text = version === INITIAL_VERSION ? run.config.prompts[role] : versions.find((v) => v.version === version && v.role === role)?.text;
+      incumbents.push({ role, domain, version, text, promotions: policy?.history ?? [] });
+    }
+  }
+  return {
+    rule: run.config.policy,
+    incumbents,
+    versions: versions
+      .map((v) => ({
+        role: v.role,
+        domain: v.domain,
+        version: v.version,
+        parent: v.parent,
+        trials: v.trials,
+        acceptanceRate: v.trials ? Math.round((v.accepted / v.trials) * 1000) / 1000 : null,
+        meanReward: v.trials ? Math.round((v.rewardSum / v.trials) * 100) / 100 : null,
+        critique: v.critique,
+        text: v.text,
+      }))
+      .sort((a, b) => a.role.localeCompare(b.role) || b.trials - a.trials),
+  };
 }
 
 /** The attempt an item's output row shows: the accepted one, else the best-scored. */

@@ -5,12 +5,22 @@ import { addUsageByRole } from '../models/usage';
 import { targetMessages } from '../prompts';
 import type { Candidate } from '../types';
 import { attachImages, withResolvedImages } from './images';
-import { advance, PermanentItemError, workKey, type StageContext, type StageOutcome } from './item';
+import { budgetStop } from '../budget';
+import { domainOf, promptsForNewItem } from '../policy';
+import { advance, terminalOutcome, PermanentItemError, workKey, type StageContext, type StageOutcome } from './item';
 
-export async function runGenerate({ deps, config, item, input }: StageContext): Promise<StageOutcome> {
+export async function runGenerate({ deps, run, config, item, input }: StageContext): Promise<StageOutcome> {
+  const stop = budgetStop(config, run);
+  if (stop) {
+    if (!run.budgetStop) await deps.state.updateRun(run.runId, { budgetStop: stop });
+    return terminalOutcome(item, 'rejected', item.iteration === 1 ? `not started: ${stop}` : `stopped after ${item.iteration - 1} iteration(s): ${stop}`);
+  }
+  // A new item takes the run's current prompts (the policy's incumbents, or a revision to try);
+  // an item sent back by feedback keeps the revision made for it.
+  const prompts = item.iteration === 1 ? await promptsForNewItem(deps, config, item, domainOf(input.domain)) : item.prompts;
   const endpoint = config.models.target;
   const result = await deps.models(config).chat('target', {
-    messages: attachImages(targetMessages(item.prompts.target.text, input.messages), (await withResolvedImages(deps, input)).images),
+    messages: attachImages(targetMessages(prompts.target.text, input.messages), (await withResolvedImages(deps, input)).images),
     n: config.candidatesPerPrompt,
     temperature: endpoint.temperature ?? 1,
     seed: config.seed + item.iteration,
@@ -24,6 +34,7 @@ export async function runGenerate({ deps, config, item, input }: StageContext): 
   const candidatesKey = workKey(item.runId, 'items', item.itemId, `iter-${item.iteration}`, `candidates-${randomUUID().slice(0, 8)}.json`);
   await deps.blobs.put(deps.buckets.output, candidatesKey, JSON.stringify(candidates), 'application/json');
   return advance(item, 'judge', item.iteration, {
+    prompts,
     candidatesKey,
     usage: addUsageByRole(item.usage, 'target', result.usage),
   });

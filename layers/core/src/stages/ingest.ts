@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import { ConfigError, parseRunConfig, type RunConfig } from '../config';
 import type { Dependencies } from '../dependencies';
 import { normalizeLine } from '../input/formats';
+import { createToolRegistry } from '../tools/catalog';
 import { readLines } from '../input/lines';
 import { DATASET_PREFIX, INPUT_PREFIX, TRANSIENT_TTL_DAYS } from '../resources';
 import { sha256Hex } from '../random';
@@ -177,7 +178,13 @@ async function newItem(deps: Dependencies, runId: string, config: RunConfig, inp
 
 async function loadConfig(deps: Dependencies, object: ObjectRef): Promise<RunConfig> {
   const text = await deps.blobs.getTextIfExists(object.bucket, configKeyFor(object.key));
-  return parseRunConfig(text === undefined ? deps.defaultConfig : JSON.parse(text));
+  const config = parseRunConfig(text === undefined ? deps.defaultConfig : JSON.parse(text));
+  try {
+    createToolRegistry(config.tools); // tool declarations that cannot coexist fail the run now, not per item
+  } catch (e) {
+    throw new ConfigError(`invalid run config: ${(e as Error).message}`);
+  }
+  return config;
 }
 
 /** One run per object version: duplicate notifications for the same version map to the same id. */

@@ -9,6 +9,8 @@ import type { Dependencies } from '../dependencies';
 import { ModelCallError } from '../models/gateway';
 import { ModelOutputError } from '../models/structured';
 import { recordUsageDelta, type MetricName } from '../metrics';
+import { usageDelta } from '../models/usage';
+import { domainOf, recordAttempt } from '../policy';
 import { WORK_PREFIX } from '../resources';
 import type { ItemRecord, Outbox, RunRecord } from '../state/records';
 import { type ItemMessage, type ItemState, type NormalizedInput, type StageName } from '../types';
@@ -60,7 +62,8 @@ export async function runItemStage(stage: StageName, deps: Dependencies, body: s
   if (!run) throw new Error(`run ${message.runId} not found`);
   const ctx: StageContext = { deps, run, config: parseRunConfig(run.config), item, input: await loadInput(deps, item) };
   try {
-    await commit(deps, item, await STAGES[stage](ctx));
+    const outcome = await STAGES[stage](ctx);
+    await commit(deps, item, outcome, stage === 'judge' ? (stored) => afterJudged(ctx, stored) : undefined);
   } catch (error) {
     const reason = errorReason(error);
     if (error instanceof ModelCallError) deps.metrics.add('ModelErrors', 1, { Role: error.role });
@@ -89,14 +92,34 @@ function isPermanent(error: unknown): boolean {
 
 export const errorReason = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
-/** Stores the outcome if nobody else moved the item meanwhile, then announces it. */
-async function commit(deps: Dependencies, prev: ItemRecord, outcome: StageOutcome): Promise<void> {
+/**
+ * Stores the outcome if nobody else moved the item meanwhile, then announces it. Only the one
+ * delivery whose write wins records what it spent and what it learned (`onStored`), so neither
+ * is counted twice; a crash right after the write loses that record (counters may undercount).
+ */
+async function commit(deps: Dependencies, prev: ItemRecord, outcome: StageOutcome, onStored?: (stored: ItemRecord) => Promise<void>): Promise<void> {
   const stored = await deps.state.replaceItem(prev, outcome);
   if (!stored) return; // a concurrent duplicate won; it sends the outbox
   recordUsageDelta(deps.metrics, prev.usage, stored.usage);
   const terminalMetric = TERMINAL_METRICS[stored.state];
   if (terminalMetric) deps.metrics.add(terminalMetric, 1);
+  const spent = usageDelta(prev.usage, stored.usage);
+  if (spent.tokens > 0) await deps.state.addRunUsage(stored.runId, spent.tokens, spent.byRole);
+  await onStored?.(stored);
   await flushOutbox(deps, stored);
+}
+
+/** A judge attempt is evidence for the prompt versions it used (see policy.ts). */
+async function afterJudged(ctx: StageContext, stored: ItemRecord): Promise<void> {
+  const attempt = stored.attempts.at(-1);
+  if (!attempt || attempt.iteration !== ctx.item.iteration) return;
+  await recordAttempt(ctx.deps, ctx.config, {
+    runId: stored.runId,
+    domain: domainOf(ctx.input.domain),
+    prompts: ctx.item.prompts,
+    accepted: stored.state === 'accepted',
+    reward: attempt.rewardScore ?? 0,
+  });
 }
 
 const TERMINAL_METRICS: Partial<Record<ItemState, MetricName>> = {

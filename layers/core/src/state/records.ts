@@ -19,6 +19,11 @@ export interface RunRecord {
   outputPrefix: string;
   error?: string;
   finishedAt?: string;
+  /** Model usage so far, per role, and tokens in total (for the budget guard and `anyprefer status`). */
+  usage?: UsageByRole;
+  usedTokens?: number;
+  /** Set when the budget stopped the run taking new work. */
+  budgetStop?: string;
 }
 
 /** A prompt as an item uses it: the version id and its text. */
@@ -71,6 +76,34 @@ export interface TerminalCounts {
   total: number;
 }
 
+/** A prompt version and what it achieved: the policy's evidence. */
+export interface PromptVersionRecord {
+  runId: string;
+  role: 'target' | 'judge';
+  domain: string;
+  version: string;
+  /** Empty for `initial`, whose text is the run config's prompt. */
+  text?: string;
+  parent?: string;
+  critique?: string;
+  itemId?: string;
+  createdAt?: string;
+  /** Judge attempts made with this version, how many were accepted, and their summed reward. */
+  trials: number;
+  accepted: number;
+  rewardSum: number;
+}
+
+/** The run-level prompt for one role and domain, and how it got there. */
+export interface PolicyRecord {
+  runId: string;
+  role: 'target' | 'judge';
+  domain: string;
+  incumbent: string;
+  rev: number;
+  history: { version: string; from: string; at: string; reason: string }[];
+}
+
 export interface StateStore {
   /** Creates the run; `false` when it already exists (a duplicate event for the same object). */
   createRun(run: RunRecord): Promise<boolean>;
@@ -78,6 +111,8 @@ export interface StateStore {
   /** Sets fields on the run; with `fromStatus`, only when the run is in one of those statuses. */
   updateRun(runId: string, fields: Partial<RunRecord>, fromStatus?: RunStatus[]): Promise<boolean>;
   listRuns(limit: number): Promise<RunRecord[]>;
+  /** Adds what a stage spent to the run's usage counters. */
+  addRunUsage(runId: string, tokens: number, byRole: UsageByRole): Promise<void>;
 
   /** Creates items that do not exist yet (conditional puts); returns how many were new. */
   putItems(items: ItemRecord[]): Promise<number>;
@@ -90,4 +125,13 @@ export interface StateStore {
   /** Idempotently counts an item as terminal (a set addition guarded by membership). */
   recordTerminal(runId: string, itemId: string, state: ItemState): Promise<void>;
   terminalCounts(runId: string): Promise<TerminalCounts>;
+
+  /** Stores a new prompt version (no-op when the version exists: versions are content-addressed). */
+  putPromptVersion(v: Omit<PromptVersionRecord, 'trials' | 'accepted' | 'rewardSum'>): Promise<void>;
+  listPromptVersions(runId: string, role?: 'target' | 'judge', domain?: string): Promise<PromptVersionRecord[]>;
+  /** Adds one trial's outcome to a version's counters (creating them for `initial`). */
+  recordPromptTrial(runId: string, role: 'target' | 'judge', domain: string, version: string, accepted: boolean, reward: number): Promise<void>;
+  getPolicy(runId: string, role: 'target' | 'judge', domain: string): Promise<PolicyRecord | undefined>;
+  /** Writes the policy if it is still at `prev.rev` (or still absent); false when someone moved it first. */
+  savePolicy(prev: PolicyRecord | undefined, next: Omit<PolicyRecord, 'rev'>): Promise<boolean>;
 }

@@ -15,7 +15,11 @@ import { isWebSearchConfigured, webSearchTool } from './web-search';
 /** Names user tools may not take, whether or not the built-in is offered in this run. */
 export const BUILTIN_TOOL_NAMES = ['reference', 'calculator', 'retrieve', 'web_search', 'run_code'] as const;
 
-export function createToolRegistry(settings: RunConfig['tools'], extraBuiltins: Tool[] = []): ToolRegistry {
+/**
+ * The registry for a run's tool settings. `services` (when given) and `settings` become the context
+ * of every call, so the judge passes only the per-item parts (reference, domain, runId).
+ */
+export function createToolRegistry(settings: RunConfig['tools'], extraBuiltins: Tool[] = [], services?: ToolServices): ToolRegistry {
   const builtins: Tool[] = [referenceTool, calculatorTool, retrieveTool];
   if (isWebSearchConfigured(settings)) builtins.push(webSearchTool);
   builtins.push(...extraBuiltins);
@@ -32,7 +36,7 @@ export function createToolRegistry(settings: RunConfig['tools'], extraBuiltins: 
   };
   settings.http.forEach((config, i) => declare(config.name, `tools.http[${i}]`, () => httpTool(config)));
   settings.lambda.forEach((config, i) => declare(config.name, `tools.lambda[${i}]`, () => lambdaTool(config)));
-  return new ToolRegistry([...builtins, ...user]);
+  return new ToolRegistry([...builtins, ...user], services ? { settings, services } : { settings });
 }
 
 /** The services of a deployed or local run: global fetch, system DNS, Lambda through the SDK. */

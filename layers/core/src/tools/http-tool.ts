@@ -90,9 +90,14 @@ export function httpTool(config: HttpToolConfig): Tool {
       for (const [name, value] of Object.entries(config.headers)) headers.set(name, value);
       let secret: string | undefined;
       if (config.auth) {
-        secret = await services.secret(config.auth.keyName);
+        secret = (await services.secret(config.auth.keyName))?.trim();
         if (!secret) throw new Error(`the secret "${config.auth.keyName}" for tool ${config.name} is not set`);
-        headers.set(config.auth.header, `${config.auth.prefix}${secret}`);
+        try {
+          headers.set(config.auth.header, `${config.auth.prefix}${secret}`);
+        } catch {
+          // The platform's message quotes the value: say what is wrong without it.
+          throw new Error(`the secret "${config.auth.keyName}" for tool ${config.name} is not a valid value for header ${config.auth.header}`);
+        }
       }
 
       const url = new URL(configuredUrl);

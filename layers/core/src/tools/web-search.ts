@@ -144,7 +144,7 @@ export function createWebSearchTool(options: { timeoutMs?: number } = {}): Tool 
       const query = (args as { query?: unknown } | null)?.query;
       if (typeof query !== 'string' || !query.trim()) throw new Error('argument "query" must be a non-empty string');
       const services = requireServices(ctx, 'web_search');
-      const apiKey = await services.secret(settings.apiKeyName);
+      const apiKey = (await services.secret(settings.apiKeyName))?.trim();
       if (!apiKey) throw new Error(`web_search: the API key "${settings.apiKeyName}" is not set`);
       const provider = createSearchProvider(settings, { apiKey, rules: ctx.settings?.network ?? NO_NETWORK, services });
       const timeout = AbortSignal.timeout(timeoutMs);
