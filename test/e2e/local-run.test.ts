@@ -73,6 +73,13 @@ describe('anyprefer run on the embedded default', () => {
     const afterFeedback = out.full.filter((p) => p.iteration > 1);
     expect(afterFeedback.length).toBeGreaterThan(0);
     expect(afterFeedback.some((p) => p.prompts.target.version !== 'initial' || p.prompts.judge.version !== 'initial')).toBe(true);
+    // The policy learned: later attempts are accepted more often than first ones, and the
+    // manifest shows which revisions were promoted and why.
+    expect(out.manifest.iterations['2'].acceptanceRate).toBeGreaterThan(out.manifest.iterations['1'].acceptanceRate);
+    const promotions = out.manifest.prompts.policy.incumbents.flatMap((i: { promotions: unknown[] }) => i.promotions);
+    expect(promotions.length).toBeGreaterThan(0);
+    expect(promotions[0].reason).toMatch(/lift/);
+    expect(out.card).toContain('Promotions');
     // The judge used tools, and the evidence is in the full record.
     expect(out.full.every((p) => Array.isArray(p.evidence))).toBe(true);
     expect(out.full.some((p) => p.evidence.some((e: { tool: string }) => e.tool === 'reference'))).toBe(true);
@@ -87,10 +94,13 @@ describe('anyprefer run on the embedded default', () => {
   it('gets the same dataset when every queue message is delivered twice and reordered', async () => {
     const file = join(dir, 'small.jsonl');
     await writeFile(file, (await readFile(SAMPLE, 'utf8')).trim().split('\n').slice(0, 16).join('\n') + '\n');
-    // Same run id: the judge's candidate order is seeded by run, item and iteration.
+    // Same run id: the judge's candidate order is seeded by run, item and iteration. Prompt
+    // promotion and exploration react to the order in which outcomes arrive (by design), so
+    // this comparison fixes the prompts.
     const runId = 'duplicates-test';
-    const plain = await outputs(await runLocal(file, { config: CONFIG, runId, outDir: join(dir, 'plain') }));
-    const chaotic = await runLocal(file, { config: CONFIG, runId, outDir: join(dir, 'chaos'), chaos: { duplicate: true, reorder: true, seed: 5 } });
+    const fixed = { ...CONFIG, policy: { promote: false, explore: 0 } };
+    const plain = await outputs(await runLocal(file, { config: fixed, runId, outDir: join(dir, 'plain') }));
+    const chaotic = await runLocal(file, { config: fixed, runId, outDir: join(dir, 'chaos'), chaos: { duplicate: true, reorder: true, seed: 5 } });
     const twice = await outputs(chaotic);
 
     // Tool timings differ between runs; nothing else may.
@@ -175,4 +185,20 @@ describe('anyprefer run on the embedded default', () => {
     }
     expect(out.full.every((p) => p.images.length === 1)).toBe(true);
   }, 60_000);
+
+  it('stops taking new work at the token budget and still accounts for every line', async () => {
+    const result = await runLocal(SAMPLE.pathname, { config: { ...CONFIG, budget: { maxTokens: 40_000 }, concurrency: { generate: 2, judge: 2 } }, outDir: join(dir, 'budget') });
+    const out = await outputs(result);
+    const c = out.manifest.counts;
+    expect(c.accepted + c.rejected + c.invalid + c.deadLettered).toBe(c.lines);
+    expect([...out.full, ...out.rejected, ...out.invalid]).toHaveLength(c.lines);
+    expect(out.manifest.budget.stopped).toMatch(/^token budget reached: \d+ ≥ 40000 tokens$/);
+    expect(out.manifest.budget.usedTokens).toBeGreaterThanOrEqual(40_000);
+    const notStarted = out.rejected.filter((r) => /^not started: token budget/.test(r.reason));
+    expect(notStarted.length).toBeGreaterThan(0);
+    expect(c.accepted).toBeGreaterThan(0);
+    // In-flight work finished; the overshoot is bounded by what was in flight, not the whole file.
+    expect(out.manifest.usage.total.promptTokens + out.manifest.usage.total.completionTokens).toBeLessThan(160_000);
+    expect(out.card).toContain('stopped taking new work');
+  }, 120_000);
 });

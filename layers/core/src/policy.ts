@@ -77,6 +77,8 @@ export async function recordAttempt(
   }
 }
 
+/** Rates are ratios of small counts: 3/5 − 1/2 must count as a lift of 0.1. */
+const EPSILON = 1e-9;
 const rate = (v: PromptVersionRecord) => (v.trials > 0 ? v.accepted / v.trials : 0);
 const meanReward = (v: PromptVersionRecord) => (v.trials > 0 ? v.rewardSum / v.trials : 0);
 
@@ -86,8 +88,8 @@ export function promotionReason(config: RunConfig, candidate: PromptVersionRecor
   if (!incumbent || candidate.trials < minTrials || incumbent.trials < minTrials) return undefined;
   const summary = (v: PromptVersionRecord) =>
     `${v.version}: acceptance ${rate(v).toFixed(2)} (${v.accepted}/${v.trials}), mean reward ${meanReward(v).toFixed(2)}`;
-  if (rate(candidate) - rate(incumbent) >= minLift) return `acceptance lift ≥ ${minLift}: ${summary(candidate)} vs ${summary(incumbent)}`;
-  if (rate(candidate) >= rate(incumbent) && meanReward(candidate) - meanReward(incumbent) >= minRewardLift) {
+  if (rate(candidate) - rate(incumbent) >= minLift - EPSILON) return `acceptance lift ≥ ${minLift}: ${summary(candidate)} vs ${summary(incumbent)}`;
+  if (rate(candidate) >= rate(incumbent) - EPSILON && meanReward(candidate) - meanReward(incumbent) >= minRewardLift - EPSILON) {
     return `reward lift ≥ ${minRewardLift} at no loss of acceptance: ${summary(candidate)} vs ${summary(incumbent)}`;
   }
   return undefined;
