@@ -135,9 +135,9 @@ export const runConfigSchema = z.strictObject({
   concurrency: z
     .strictObject({
       ingest: z.int().min(1).max(1000).default(2),
-      generate: z.int().min(2).max(1000).default(4),
-      judge: z.int().min(2).max(1000).default(4),
-      feedback: z.int().min(2).max(1000).default(2),
+      generate: z.int().min(1).max(1000).default(4),
+      judge: z.int().min(1).max(1000).default(4),
+      feedback: z.int().min(1).max(1000).default(2),
       finalize: z.int().min(1).max(1000).default(2),
     })
     .prefault({}),
