@@ -4,11 +4,14 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { DatasetSummary } from '@anyprefer/core';
 import { runLocal, type LocalProgress } from '../local/runtime';
+import { evalCommand } from './commands/eval';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const USAGE = `usage:
   anyprefer run FILE [--config FILE] [--out DIR]     run a prompt file on the embedded default
+  anyprefer eval FILE [--config FILE] [--json] [--concurrency N]
+                                                     measure a judge's agreement with labeled pairs
   anyprefer help
 
 FILE is JSON Lines: one prompt per line ({"prompt"}, Alpaca, {"question","answer"}, OpenAI
@@ -19,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run':
       return run(rest);
+    case 'eval':
+      return evalCommand(rest);
     case undefined:
     case 'help':
     case '--help':

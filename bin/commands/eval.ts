@@ -8,7 +8,9 @@ import { parseArgs } from 'node:util';
 import { modeSettings, parseRunConfig, ROLES, toolsFor, type ModelEndpoint, type RunConfig, type Role } from '@anyprefer/core';
 import { DEFAULT_EVAL_CONCURRENCY, evaluateJudge, readLabeledLines, type EvaluationReport } from '../../layers/core/src/evaluate';
 import { OpenAIGateway } from '../../layers/core/src/models/gateway';
-import { builtinTools, ToolRegistry } from '../../layers/core/src/tools/registry';
+import type { BlobStore } from '../../layers/core/src/ports';
+import { createToolRegistry, defaultToolServices } from '../../layers/core/src/tools/catalog';
+import { runCodeTool } from '../../layers/core/src/tools/run-code';
 import { startLab, type Lab } from '../../local/lab/server';
 import { CommandError, defaultIo, numberFlag, runCommand, UsageError, type CommandIo } from './options';
 
@@ -64,7 +66,7 @@ export function evalCommand(args: string[], io: CommandIo = defaultIo): Promise<
         ROLES.map((r) => [r, lab && isLab(config.models[r]) ? { ...config.models[r], baseURL: lab.baseURL } : config.models[r]]),
       ) as Record<Role, ModelEndpoint>;
       const gateway = new OpenAIGateway({ endpoints, apiKey: async (name) => process.env[name] });
-      const tools = new ToolRegistry(builtinTools(), { settings: config.tools });
+      const tools = evalTools(config);
       const offered = tools.specs(toolsFor(config, undefined)).map((t) => t.name);
       io.err(
         `anyprefer eval: judging ${file} with ${judgeModel.model}${judgeModel.baseURL ? ` at ${judgeModel.baseURL}` : ''}` +
@@ -107,6 +109,26 @@ export function evalCommand(args: string[], io: CommandIo = defaultIo): Promise<
       await lab?.stop();
     }
   });
+}
+
+/** A store for tools that read the run's buckets: eval has none, so `retrieve` fails as evidence. */
+const NO_BLOBS = new Proxy({} as BlobStore, {
+  get: (_target, name) =>
+    name === 'then'
+      ? undefined
+      : async () => {
+          throw new Error('anyprefer eval has no object store: tools that read the run\'s buckets (retrieve) are not available');
+        },
+});
+
+/** The judge's tools as in a run (built-ins, run_code, the config's http and Lambda tools); keys from the environment. */
+function evalTools(config: RunConfig) {
+  try {
+    const services = defaultToolServices({ blobs: NO_BLOBS, buckets: { input: '', output: '' }, secret: async (name) => process.env[name] });
+    return createToolRegistry(config.tools, [runCodeTool], services);
+  } catch (err) {
+    throw new CommandError(`config tools: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 async function readConfig(path: string | undefined): Promise<RunConfig> {
