@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import type { DatasetSummary } from '@anyprefer/core';
 import { runLocal, type LocalProgress } from '../local/runtime';
 import { evalCommand } from './commands/eval';
+import { REMOTE_USAGE, remoteCommands } from './commands/index';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -13,6 +14,7 @@ const USAGE = `usage:
   anyprefer eval FILE [--config FILE] [--json] [--concurrency N]
                                                      measure a judge's agreement with labeled pairs
   anyprefer help
+${REMOTE_USAGE}
 
 FILE is JSON Lines: one prompt per line ({"prompt"}, Alpaca, {"question","answer"}, OpenAI
 "messages", ShareGPT "conversations" or MT-Bench "turns"; see docs/configuration.md).`;
@@ -24,6 +26,11 @@ async function main(argv: string[]): Promise<number> {
       return run(rest);
     case 'eval':
       return evalCommand(rest);
+    case 'submit':
+    case 'status':
+    case 'pull':
+    case 'redrive':
+      return remoteCommands[command](rest);
     case undefined:
     case 'help':
     case '--help':

@@ -11,6 +11,8 @@ import {
   DynamoStateStore,
   INPUT_PREFIX,
   LAB_URL_ENV,
+  newRunId,
+  RUN_ID_PATTERN,
   OUTPUT_FILES,
   parseRunConfig,
   RUN_ID_METADATA,
@@ -72,7 +74,8 @@ const LOCAL_VISIBILITY_TIMEOUT_SECONDS = 30;
 
 export async function runLocal(file: string, opts: LocalRunOptions = {}): Promise<LocalRunResult> {
   const config = parseRunConfig(opts.config ?? {});
-  const runId = opts.runId ?? `${basename(file).replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40)}-${Date.now().toString(36)}`;
+  const runId = opts.runId ?? newRunId(basename(file));
+  if (!RUN_ID_PATTERN.test(runId)) throw new Error(`run id "${runId}" must match ${RUN_ID_PATTERN}`);
   const aws = await startLocalAws();
   const lab = usesLab(config) ? await startLab({ ...opts.lab, seed: config.seed }) : undefined;
   const clients = createAwsClients({ endpointUrl: aws.endpointUrl });

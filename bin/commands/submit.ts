@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { ConfigError, configKeyFor, INPUT_PREFIX, isPromptFile, parseRunConfig, RUN_ID_METADATA } from '@anyprefer/core';
+import { ConfigError, configKeyFor, INPUT_PREFIX, isPromptFile, newRunId, parseRunConfig, RUN_ID_METADATA } from '@anyprefer/core';
 import {
   CommandError,
   CONNECTION_USAGE,
@@ -33,7 +33,6 @@ ${CONNECTION_USAGE}`;
 
 const PROMPT_EXTENSION = /\.(jsonl|ndjson|json)$/i;
 /** What ingest accepts as a requested run id (stages/ingest.ts runIdFor). */
-const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{2,62}$/;
 /** Multipart part size for large prompt files; memory stays about queueSize × partSize. */
 const PART_BYTES = 8 * 1024 * 1024;
 
@@ -55,17 +54,6 @@ export function promptObjectKey(file: string, name?: string): string {
   }
   if (Buffer.byteLength(key) > 1024) throw new UsageError('object name too long (S3 keys are at most 1024 bytes)');
   return key;
-}
-
-/** `<slug>-<base36 time><2 random base36>`: a run id ingest accepts (see RUN_ID_PATTERN). */
-export function newRunId(key: string, now: number = Date.now(), random: () => number = Math.random): string {
-  const name = key.split('/').pop()!.replace(/\.[^.]*$/, '');
-  const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40).replace(/-+$/, '') || 'run';
-  // Two random characters keep two submissions of the same name in the same millisecond apart.
-  const suffix = Math.floor(random() * 36 * 36).toString(36).padStart(2, '0');
-  const id = `${slug}-${now.toString(36)}${suffix}`;
-  if (!RUN_ID_PATTERN.test(id)) throw new Error(`internal: generated run id "${id}" is not valid`);
-  return id;
 }
 
 export function submitCommand(args: string[], io: CommandIo = defaultIo): Promise<number> {

@@ -9,7 +9,7 @@ export type * from './state/records';
 export { getDependencies, buildDependencies, LAB_URL_ENV, type Dependencies } from './dependencies';
 export { sqsBatchHandler, type StageRecord, type RecordHandler } from './lambda';
 export { runItemStage, PermanentItemError } from './stages/item';
-export { runIngest, ingestObject, isPromptFile, configKeyFor, runIdFor, objectsFromMessage, RUN_ID_METADATA } from './stages/ingest';
+export { runIngest, ingestObject, isPromptFile, configKeyFor, runIdFor, newRunId, objectsFromMessage, RUN_ID_METADATA, RUN_ID_PATTERN } from './stages/ingest';
 export { runFinalize, OUTPUT_FILES } from './stages/finalize';
 export { checkRunComplete } from './stages/progress';
 export type { DatasetSummary } from './output/records';

@@ -3,8 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newRunId, promptObjectKey, submitCommand } from '../../../bin/commands/submit';
-import { runIdFor } from '../../../layers/core/src/stages/ingest';
+import { promptObjectKey, submitCommand } from '../../../bin/commands/submit';
+import { newRunId, runIdFor } from '../../../layers/core/src/stages/ingest';
 
 function capture() {
   const out: string[] = [];

@@ -187,11 +187,23 @@ async function loadConfig(deps: Dependencies, object: ObjectRef): Promise<RunCon
   return config;
 }
 
+/** Run ids a submitter may choose (object metadata `anyprefer-run-id`). */
+export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{2,62}$/;
+
+const slugOf = (key: string): string =>
+  key.split('/').pop()!.replace(/\.[^.]*$/, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40).replace(/-+$/, '') || 'run';
+
+/** A fresh run id for a submission: `<name>-<base36 time><2 random base36>`. */
+export function newRunId(key: string, now: number = Date.now(), random: () => number = Math.random): string {
+  // Two random characters keep two submissions of the same name in the same millisecond apart.
+  const suffix = Math.floor(random() * 36 * 36).toString(36).padStart(2, '0');
+  return `${slugOf(key)}-${now.toString(36)}${suffix}`;
+}
+
 /** One run per object version: duplicate notifications for the same version map to the same id. */
 export function runIdFor(object: ObjectRef, requested?: string): string {
-  if (requested && /^[a-z0-9][a-z0-9-]{2,62}$/.test(requested)) return requested;
-  const name = object.key.split('/').pop()!.replace(/\.[^.]*$/, '');
-  const slug = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'run';
+  if (requested && RUN_ID_PATTERN.test(requested)) return requested;
+  const slug = slugOf(object.key);
   const identity = `${object.bucket}/${object.key}@${object.versionId ?? object.sequencer ?? object.etag ?? ''}`;
   return `${slug}-${sha256Hex(identity).slice(0, 8)}`;
 }
