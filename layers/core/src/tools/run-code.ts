@@ -23,8 +23,20 @@
 //     a stack overflow. 192 KiB keeps ordinary recursion (about 1,100 plain calls deep) inside
 //     QuickJS's own check; 384 KiB already overflowed Node's default native stack.
 //
+//   - Polling: QuickJS calls the interrupt handler once per 10,000 "ticks" (calls and backward
+//     jumps), a constant of the build. A loop whose body is one slow built-in call
+//     (`for (;;) big.fill(1)`, `for (;;) JSON.stringify(big)`) then overran a 300 ms limit by
+//     30 to 150 s. The counter lives in the JSContext; each instance locates it once (a field
+//     that QuickJS sets to 10,000 right before every poll, confirmed by the poll rate changing
+//     when it is lowered) and the handler then sets the next budget so that polls come about
+//     every millisecond (1 to 64 ticks; no measurable cost, 16 cost up to 40%). A loop can still
+//     overrun by up to 64 ticks of its slowest built-in call before the rate adapts, and a single
+//     built-in call is never interrupted (sorting a few hundred thousand numbers as strings takes
+//     seconds). If the field is not found, polling stays at QuickJS's default.
+//
 // Execution is synchronous on the calling thread: an abort that arrives while code is running is
 // seen when the run ends (or by the interrupt handler if the signal is flipped synchronously).
+// Only a worker thread that can be terminated would make the time limit and abort hard.
 import RELEASE_SYNC from '@jitl/quickjs-wasmfile-release-sync';
 import {
   newQuickJSWASMModuleFromVariant,
@@ -58,6 +70,11 @@ const MAX_RAW_STACK_CHARS = 4_000;
 const MAX_STACK_LINES = 8;
 /** Module instances kept (one per memory setting in use). */
 const MAX_INSTANCES = 4;
+/** QuickJS's ticks between interrupt polls (JS_INTERRUPT_COUNTER_INIT), and the range the handler tunes it in. */
+const QUICKJS_POLL_TICKS = 10_000;
+const MAX_POLL_TICKS = 64;
+/** Aimed-for time between polls. */
+const POLL_INTERVAL_MS = 1;
 
 export class RunCodeError extends Error {
   override name = 'RunCodeError';
@@ -117,6 +134,8 @@ interface Instance {
   thresholdBytes: number;
   /** Set when a run left the instance unusable (native stack overflow, a WebAssembly trap, a failed dispose). */
   broken: boolean;
+  /** Byte offset of the interrupt counter in a JSContext, when it was found (see the header). */
+  counterOffset?: number;
   slot: Slot;
 }
 interface Slot {
@@ -139,11 +158,96 @@ function loadInstance(memoryMb: number): Slot {
       maximum: Math.ceil((BASE_BYTES + limitBytes + headroom) / WASM_PAGE),
     });
     const module = await newQuickJSWASMModuleFromVariant(newVariant(RELEASE_SYNC, { wasmMemory: memory }));
-    const instance: Instance = { module, memory, memoryMb, thresholdBytes: BASE_BYTES + limitBytes, broken: false, slot };
+    const counterOffset = findInterruptCounter(module, memory);
+    const instance: Instance = {
+      module,
+      memory,
+      memoryMb,
+      thresholdBytes: BASE_BYTES + limitBytes,
+      broken: false,
+      ...(counterOffset !== undefined ? { counterOffset } : {}),
+      slot,
+    };
     settled.set(slot, instance);
     return instance;
   })();
   return slot;
+}
+
+/** The JSContext's address in the WebAssembly memory (a protected field of the wrapper). */
+function contextAddress(context: QuickJSContext): number | undefined {
+  const address = (context as unknown as { ctx?: { value?: unknown } }).ctx?.value;
+  return typeof address === 'number' && address > 0 && address % 4 === 0 ? address : undefined;
+}
+
+/**
+ * Finds the JSContext's interrupt counter: the one field that reads QUICKJS_POLL_TICKS at every
+ * poll (QuickJS resets it just before calling the handler), confirmed by polls becoming far more
+ * frequent when the handler lowers it. Undefined when not found.
+ */
+function findInterruptCounter(module: QuickJSWASMModule, memory: WasmMemory): number | undefined {
+  const runtime = module.newRuntime();
+  const context = runtime.newContext();
+  try {
+    const base = contextAddress(context);
+    if (base === undefined) return undefined;
+    const at = (offset: number) => new Int32Array(memory.buffer)[(base + offset) >> 2];
+    let candidates: number[] | undefined;
+    const countPolls = (onPoll: () => void): number => {
+      let polls = 0;
+      runtime.setInterruptHandler(() => {
+        polls++;
+        onPoll();
+        return false;
+      });
+      const result = context.evalCode('for (let i = 0; i < 50000; i++) {}', 'calibrate.js', { type: 'global' });
+      (result.error ?? result.value).dispose();
+      return polls;
+    };
+    const baseline = countPolls(() => {
+      if (candidates === undefined) {
+        candidates = [];
+        for (let offset = 0; offset < 1024; offset += 4) if (at(offset) === QUICKJS_POLL_TICKS) candidates.push(offset);
+      } else {
+        candidates = candidates.filter((offset) => at(offset) === QUICKJS_POLL_TICKS);
+      }
+    });
+    const offset = candidates?.[0];
+    if (offset === undefined || candidates?.length !== 1 || baseline < 3) return undefined;
+    const lowered = countPolls(() => {
+      const heap = new Int32Array(memory.buffer);
+      if (heap[(base + offset) >> 2] === QUICKJS_POLL_TICKS) heap[(base + offset) >> 2] = 100;
+    });
+    return lowered >= baseline * 20 ? offset : undefined;
+  } finally {
+    runtime.removeInterruptHandler();
+    context.dispose();
+    runtime.dispose();
+  }
+}
+
+/**
+ * Sets the next poll budget so that polls come about every POLL_INTERVAL_MS: fewer ticks after a
+ * slow stretch (slow built-ins), up to twice as many after a fast one. Returns the function to call
+ * at each poll; it writes only while the field holds the value QuickJS has just stored there.
+ */
+function pollTuner(instance: Instance, context: QuickJSContext): () => void {
+  const base = contextAddress(context);
+  if (instance.counterOffset === undefined || base === undefined) return () => {};
+  const index = (base + instance.counterOffset) >> 2;
+  const { memory } = instance;
+  let heap = new Int32Array(memory.buffer);
+  // A fresh context's counter is 0, so QuickJS polls at the first tick and tuning starts there.
+  let ticks = 1;
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    const gap = now - last;
+    last = now;
+    ticks = gap > POLL_INTERVAL_MS ? Math.max(1, Math.floor((ticks * POLL_INTERVAL_MS) / gap)) : Math.min(MAX_POLL_TICKS, ticks * 2);
+    if (heap.buffer !== memory.buffer) heap = new Int32Array(memory.buffer); // the memory grew
+    if (heap[index] === QUICKJS_POLL_TICKS) heap[index] = ticks;
+  };
 }
 
 function retire(instance: Instance): void {
@@ -173,18 +277,28 @@ async function acquire(memoryMb: number): Promise<Instance> {
   throw new RunCodeError('the JavaScript sandbox could not be prepared');
 }
 
-/** Module instances alive and their WebAssembly memory (diagnostics and tests). */
-export function sandboxMemoryStats(): { instances: number; wasmBytes: number } {
-  let wasmBytes = 0;
-  let count = 0;
+export interface SandboxInstanceStats {
+  memoryMb: number;
+  /** Current size of the instance's WebAssembly memory (it never shrinks). */
+  wasmBytes: number;
+  /** Whether the instance found QuickJS's interrupt counter and tunes the poll rate. */
+  tunedPolling: boolean;
+}
+
+/** The loaded module instances (diagnostics and tests). */
+export function sandboxStats(): SandboxInstanceStats[] {
+  const out: SandboxInstanceStats[] = [];
   for (const slot of instances.values()) {
     const instance = settled.get(slot);
     if (instance) {
-      count++;
-      wasmBytes += instance.memory.buffer.byteLength;
+      out.push({
+        memoryMb: instance.memoryMb,
+        wasmBytes: instance.memory.buffer.byteLength,
+        tunedPolling: instance.counterOffset !== undefined,
+      });
     }
   }
-  return { instances: count, wasmBytes };
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,9 +431,12 @@ const PRELUDE = String.raw`(function (write, budget) {
     return join(parts, '');
   }
 
-  let used = 0;
+  let used = 0, dropped = false;
   const printer = (stream) => function (...args) {
-    if (used >= budget) { write(stream); return; }
+    if (used >= budget) {
+      if (!dropped) { dropped = true; write(stream); } // tell the host once that output was cut
+      return;
+    }
     const parts = [];
     for (let i = 0; i < args.length; i++) {
       const room = budget - used;
@@ -499,6 +616,21 @@ function runOnInstance(instance: Instance, code: string, opts: SandboxOptions, s
     runtime.setMaxStackSize(MAX_STACK_BYTES);
     const ctx = (context = runtime.newContext());
 
+    // Limits, set before anything runs (the poll tuner starts from a fresh context's counter).
+    runtime.setMemoryLimit(instance.memoryMb * MIB);
+    const tunePolls = pollTuner(instance, ctx);
+    const pastDeadline = shouldInterruptAfterDeadline(Date.now() + opts.timeoutMs);
+    runtime.setInterruptHandler((rt) => {
+      if (interrupt === undefined) {
+        if (opts.signal?.aborted) interrupt = 'aborted';
+        else if (memory.buffer.byteLength >= instance.thresholdBytes) interrupt = 'memory';
+        else if (pastDeadline(rt)) interrupt = 'timeout';
+      }
+      if (interrupt !== undefined) return true;
+      tunePolls();
+      return false;
+    });
+
     // Host sink for console output; strings only, already bounded by the prelude.
     const write = own(
       ctx.newFunction('write', (stream, text) => {
@@ -524,18 +656,6 @@ function runOnInstance(instance: Instance, code: string, opts: SandboxOptions, s
     const helpers = own(installed.value);
     const describeFn = own(ctx.getProp(helpers, 'describe'));
     const errorInfoFn = own(ctx.getProp(helpers, 'errorInfo'));
-
-    // Limits for the sandboxed code.
-    runtime.setMemoryLimit(instance.memoryMb * MIB);
-    const pastDeadline = shouldInterruptAfterDeadline(Date.now() + opts.timeoutMs);
-    runtime.setInterruptHandler((rt) => {
-      if (interrupt === undefined) {
-        if (opts.signal?.aborted) interrupt = 'aborted';
-        else if (memory.buffer.byteLength >= instance.thresholdBytes) interrupt = 'memory';
-        else if (pastDeadline(rt)) interrupt = 'timeout';
-      }
-      return interrupt !== undefined;
-    });
 
     let thrown: QuickJSHandle | undefined;
     let last: QuickJSHandle | undefined;
