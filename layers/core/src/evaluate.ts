@@ -15,6 +15,7 @@
 // Optional on every shape, as in a run's input (input/formats.ts): `reference` (string or number,
 // what the judge's `reference` tool returns), `id`, `domain` or `category`, `metadata`, `images`.
 // The prompt is read by normalizeLine, so prompts follow the rules of a run's `prompt` format.
+import { clip, describe, has, isObject, typeName, type Json, type JsonObject } from './input/json';
 import type { RunConfig } from './config';
 import { MAX_CONTENT_CHARS, normalizeLine } from './input/formats';
 import { excerptOf, readLines, type ReadLinesOptions } from './input/lines';
@@ -40,8 +41,6 @@ export interface LabeledExample {
 
 export type LabeledLine = { ok: true; example: LabeledExample } | { ok: false; invalid: InvalidLine };
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
 
 class Invalid extends Error {}
 
@@ -389,9 +388,6 @@ function serialized<T>(iterator: AsyncIterator<T> | Iterator<T>): () => Promise<
 
 // ---- helpers ----
 
-function has(obj: JsonObject, key: string): boolean {
-  return Object.hasOwn(obj, key);
-}
 
 /** A field that must be there (not null). */
 function present(obj: JsonObject, key: string, field: string = key): Json {
@@ -399,20 +395,6 @@ function present(obj: JsonObject, key: string, field: string = key): Json {
   return obj[key]!;
 }
 
-function isObject(v: Json | undefined): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
-function typeName(v: Json | undefined): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
-}
 
-function describe(v: Json | undefined): string {
-  return typeof v === 'string' ? JSON.stringify(clip(v, 40)) : typeName(v);
-}
 
-function clip(s: string, max: number): string {
-  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
-}

@@ -28,6 +28,7 @@
 // - `images` (array) or `image`: s3://bucket/key, https:// or data:image/...;base64 URLs; chat
 //   content parts of type `image_url` are collected too. Target and judge see them as image content.
 // A `null` optional field counts as absent.
+import { clip, describe, has, isObject, typeName, type Json, type JsonObject } from './json';
 import type { ChatMessage, InputFormat, InvalidLine, NormalizedInput } from '../types';
 import { excerptOf } from './lines';
 
@@ -43,8 +44,6 @@ export const MAX_ID_CHARS = 256;
 /** Keys that select a format, in the order the no-format message lists them. */
 const FORMAT_KEYS = ['prompt', 'instruction', 'question', 'messages', 'conversations', 'turns'] as const;
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
 
 /** A validation failure: `reason` is the InvalidLine reason. */
 class Invalid extends Error {
@@ -375,9 +374,6 @@ function textOrNumber(field: string, v: Json): string | undefined {
   return v.trim() === '' ? undefined : v;
 }
 
-function has(obj: JsonObject, key: string): boolean {
-  return Object.hasOwn(obj, key);
-}
 
 /** An optional field: absent and `null` both give undefined. */
 function optional(obj: JsonObject, key: string): Json | undefined {
@@ -389,21 +385,6 @@ function required(m: JsonObject, key: string, field: string): Json {
   return m[key]!;
 }
 
-function isObject(v: Json | undefined): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
-function typeName(v: Json | undefined): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
-}
 
-/** A value for a message: strings quoted and clipped, anything else by its type. */
-function describe(v: Json | undefined): string {
-  return typeof v === 'string' ? JSON.stringify(clip(v, 40)) : typeName(v);
-}
 
-function clip(s: string, max: number): string {
-  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
-}

@@ -6,7 +6,7 @@
 // loader, no timers, no fetch. The only host function is the console sink, reachable solely from a
 // closure in the prelude below; console and assert themselves are plain JavaScript inside the VM.
 //
-// Limits, and three things the obvious settings do not do in this build (all measured):
+// Limits, and where the obvious settings fall short in this build (all measured):
 //   - Time: an interrupt handler (deadline, abort signal, memory watchdog). QuickJS raises an
 //     uncatchable "interrupted" error, so try/catch in the sandboxed code cannot swallow it.
 //   - Memory: `setMemoryLimit` only refuses single allocations above the limit here, because
@@ -22,7 +22,6 @@
 //     which leaves the instance inconsistent: it is dropped, never reused, and the run reports
 //     a stack overflow. 192 KiB keeps ordinary recursion (about 1,100 plain calls deep) inside
 //     QuickJS's own check; 384 KiB already overflowed Node's default native stack.
-//
 //   - Polling: QuickJS calls the interrupt handler once per 10,000 "ticks" (calls and backward
 //     jumps), a constant of the build. A loop whose body is one slow built-in call
 //     (`for (;;) big.fill(1)`, `for (;;) JSON.stringify(big)`) then overran a 300 ms limit by
