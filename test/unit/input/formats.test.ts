@@ -5,7 +5,7 @@ import { normalizeLine } from '../../../layers/core/src/input/formats';
 import { readLines } from '../../../layers/core/src/input/lines';
 import type { NormalizedInput } from '../../../layers/core/src/types';
 
-const DATASETS = fileURLToPath(new URL('../../../../shared/datasets/', import.meta.url));
+const DATASETS = fileURLToPath(new URL('../../../examples/data/', import.meta.url));
 
 /** The first `n` lines of a shared data set, read the way ingest reads an object. */
 async function firstLines(file: string, n: number): Promise<{ line: number; text: string }[]> {

@@ -452,6 +452,7 @@ const PRELUDE = String.raw`(function (write, budget) {
   defineProperty(AssertionError.prototype, 'name', { value: 'AssertionError', writable: true, configurable: true });
   const show = (v) => inspect(v, 200, false);
   const fail = (message, detail) => { throw new AssertionError(message === undefined ? detail : toStr(message) + ': ' + detail); };
+  const hasOwn = uncurry(O.prototype.hasOwnProperty);
   const same = (a, b) => a === b || (a !== a && b !== b);
   const deepSame = (a, b, depth) => {
     if (same(a, b)) return true;
@@ -466,7 +467,7 @@ const PRELUDE = String.raw`(function (write, budget) {
     if (a instanceof MapCtor || a instanceof SetCtor) return deepSame([...a], [...b], depth + 1);
     const ka = keys(a), kb = keys(b);
     if (ka.length !== kb.length) return false;
-    for (const k of ka) if (!O.prototype.hasOwnProperty.call(b, k) || !deepSame(a[k], b[k], depth + 1)) return false;
+    for (const k of ka) if (!hasOwn(b, k) || !deepSame(a[k], b[k], depth + 1)) return false;
     return true;
   };
   function assert(condition, message) {
@@ -667,13 +668,12 @@ function runOnInstance(instance: Instance, code: string, opts: SandboxOptions, s
         thrown = own(evaluated.error);
         break;
       }
-      own(evaluated.value);
       if (isNullPointer(evaluated.value)) {
-        // The wrapper could not allocate the result handle: the heap is exhausted.
+        // The wrapper could not allocate the result handle (nothing to dispose): the heap is exhausted.
         interrupt ??= 'memory';
         break;
       }
-      last = evaluated.value;
+      last = own(evaluated.value);
     }
 
     // Promise jobs (then-callbacks, async functions), then the last value if it is a promise.
@@ -784,25 +784,29 @@ const TOOL_LIMITS = { timeoutMs: 10_000, maxOutputChars: 8_000 };
 /** Console characters kept in a tool report (the rest of the 8,000 goes to the value, error and JSON). */
 const TOOL_CONSOLE_CHARS = 4_000;
 
-/** The report the judge reads: JSON with the outcome first, at most `maxChars` long (the console is cut to fit). */
+/**
+ * The report the judge reads: JSON with the outcome first, at most `maxChars` long. JSON escaping
+ * can multiply control characters sixfold, so the console, and then the other texts, are cut to fit.
+ */
 export function formatReport(result: SandboxResult, maxChars = TOOL_LIMITS.maxOutputChars): string {
   let text = renderReport(result, result.console);
   for (let keep = result.console.length; text.length > maxChars && keep > 0; ) {
     keep = Math.floor(keep / 2);
     text = renderReport(result, `${result.console.slice(0, keep)}…[console output truncated to fit the report]`);
   }
-  return text;
+  return text.length > maxChars ? renderReport(result, '…[console output dropped to fit the report]', 200) : text;
 }
 
-function renderReport(result: SandboxResult, consoleText: string): string {
+function renderReport(result: SandboxResult, consoleText: string, maxFieldChars = Infinity): string {
+  const cut = (text: string) => (text.length > maxFieldChars ? `${text.slice(0, maxFieldChars)}…` : text);
   const report: Record<string, unknown> = { status: result.status };
   if (result.error) {
     const { name, message, stack, phase } = result.error;
-    report.error = name === 'thrown value' ? `thrown value: ${message}` : message ? `${name}: ${message}` : name;
+    report.error = cut(name === 'thrown value' ? `thrown value: ${message}` : message ? `${name}: ${message}` : name);
     report.failedIn = phase;
-    if (stack) report.stack = stack;
+    if (stack) report.stack = cut(stack);
   }
-  if (result.status === 'ok') report.value = result.value;
+  if (result.status === 'ok') report.value = result.value === undefined ? undefined : cut(result.value);
   report.console = consoleText;
   report.durationMs = result.durationMs;
   return JSON.stringify(report, null, 1);
