@@ -4,6 +4,7 @@ import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import {
   DynamoStateStore,
+  estimateCostUsd,
   ROLES,
   STAGES,
   TABLE,
@@ -69,7 +70,11 @@ export interface RunReport {
     total: TokenUsage & { tokens: number };
     /** Only with --price-per-1k-tokens. */
     estimate?: { pricePer1kTokens: number; usd: number };
+    /** At the run config's per-role prices (`budget.prices`), when it has any. */
+    costUsd?: number;
   };
+  /** The run's budget and whether it stopped the run taking new work. */
+  budget?: { maxTokens?: number; maxCostUsd?: number; stopped: string | null };
   /** Queue depths of the whole pipeline (every run's messages). */
   queues: Record<QueueName, StageQueues>;
 }
@@ -158,7 +163,13 @@ export async function runReport(stack: ResolvedStack, runId: string, pricePer1kT
       ...(pricePer1kTokens !== undefined
         ? { estimate: { pricePer1kTokens, usd: Math.round((tokens / 1000) * pricePer1kTokens * 10_000) / 10_000 } }
         : {}),
+      ...(Object.keys(run.config.budget?.prices ?? {}).length > 0
+        ? { costUsd: Math.round(estimateCostUsd(items.byRole, run.config.budget.prices) * 10_000) / 10_000 }
+        : {}),
     },
+    ...(run.config.budget?.maxTokens !== undefined || run.config.budget?.maxCostUsd !== undefined || run.budgetStop
+      ? { budget: { maxTokens: run.config.budget?.maxTokens, maxCostUsd: run.config.budget?.maxCostUsd, stopped: run.budgetStop ?? null } }
+      : {}),
     queues,
   };
 }
@@ -297,8 +308,14 @@ export function formatRunReport(r: RunReport, stack: ResolvedStack, flags: strin
   lines.push(
     u.estimate
       ? `  cost     ≈ $${u.estimate.usd.toFixed(4)} for ${u.total.tokens} tokens at $${u.estimate.pricePer1kTokens} per 1k (model tokens only)`
-      : '  cost     pass --price-per-1k-tokens USD for an estimate',
+      : u.costUsd !== undefined
+        ? `  cost     ≈ $${u.costUsd.toFixed(4)} at the run config's prices (model tokens only)`
+        : '  cost     pass --price-per-1k-tokens USD for an estimate, or set budget.prices in the run config',
   );
+  if (r.budget) {
+    const limits = [r.budget.maxTokens !== undefined ? `${r.budget.maxTokens} tokens` : '', r.budget.maxCostUsd !== undefined ? `$${r.budget.maxCostUsd}` : ''].filter(Boolean).join(', ');
+    lines.push(`  budget   ${limits || 'none'}${r.budget.stopped ? `; stopped taking new work: ${r.budget.stopped}` : ''}`);
+  }
   if (run.config.models && Object.values(run.config.models).some((m) => m.model.startsWith('lab-') && !m.baseURL)) {
     lines.push('  note     a role uses the offline model lab (simulation)');
   }

@@ -36,7 +36,7 @@ import { MOTO_ENV, setEnv, startMoto, type Moto } from '../support/moto';
 type Handler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | void>;
 
 const pascal = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
-const RUN_CONFIG = { candidatesPerPrompt: 3, seed: 3 };
+const RUN_CONFIG = { candidatesPerPrompt: 3, seed: 3, budget: { prices: { target: { inputPerMTok: 1, outputPerMTok: 2 }, judge: { inputPerMTok: 5, outputPerMTok: 10 } } } };
 const PROMPT_NAME = 'mixed ü ñ 数学.jsonl';
 const INVALID_LINE = 4;
 const STACK_NAME = 'AnypreferMoto';
@@ -213,6 +213,11 @@ describe('the pipeline on moto, through the command line', () => {
     expect(report.itemsByState).toMatchObject({ generate: 0, judge: 0, feedback: 0 });
     expect(report.usage?.total.calls).toBeGreaterThan(0);
     expect(report.usage?.estimate?.usd).toBeGreaterThan(0);
+    // Cost so far at the run config's own per-role prices.
+    const t = report.usage!.byRole.target!;
+    const j = report.usage!.byRole.judge!;
+    const expected = (t.promptTokens * 1 + t.completionTokens * 2 + j.promptTokens * 5 + j.completionTokens * 10) / 1e6;
+    expect(report.usage?.costUsd).toBeCloseTo(expected, 4);
     // The test event and the object's event both reached ingest, and nothing failed.
     expect(poller.stats().ingest!.records).toBeGreaterThanOrEqual(2);
     expect(pollerErrors).toEqual([]);

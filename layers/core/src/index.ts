@@ -18,3 +18,5 @@ export { S3BlobStore } from './adapters/s3-blob-store';
 export { SqsQueueSender } from './adapters/sqs-queue-sender';
 export { DynamoStateStore } from './adapters/dynamo-state-store';
 export { emfMetrics, noMetrics, METRICS_NAMESPACE, type MetricSink, type MetricName } from './metrics';
+export { budgetStop, estimateCostUsd } from './budget';
+export { INITIAL_VERSION, DEFAULT_DOMAIN, promotionReason } from './policy';
