@@ -205,4 +205,15 @@ describe('pipeline stages over in-memory ports', () => {
       ]);
     }
   });
+
+  it('fails a run at once when its models cannot be reached from here', async () => {
+    const p = memoryPipeline(new ScriptedModels({}));
+    p.deps.models = () => {
+      throw new Error('the target model "lab-target" is the offline model lab, which exists only in the embedded runtime');
+    };
+    const runId = await start(p, [LINE]);
+    const m = await manifest(p, runId);
+    expect(m).toMatchObject({ status: 'failed', error: expect.stringContaining('offline model lab') });
+    expect(p.state.items.size).toBe(0);
+  });
 });

@@ -180,7 +180,10 @@ async function loadConfig(deps: Dependencies, object: ObjectRef): Promise<RunCon
   const text = await deps.blobs.getTextIfExists(object.bucket, configKeyFor(object.key));
   const config = parseRunConfig(text === undefined ? deps.defaultConfig : JSON.parse(text));
   try {
-    createToolRegistry(config.tools); // tool declarations that cannot coexist fail the run now, not per item
+    // Fail the run now, not item by item: tool declarations that cannot coexist, or models that
+    // cannot be reached from here (the offline lab outside the embedded runtime).
+    createToolRegistry(config.tools);
+    deps.models(config);
   } catch (e) {
     throw new ConfigError(`invalid run config: ${(e as Error).message}`);
   }
