@@ -208,3 +208,28 @@ export function modeSettings(config: RunConfig): { judgeRole: 'judge' | 'target'
       return { judgeRole: 'judge', rewardGate: true, maxIterations: config.maxIterations };
   }
 }
+
+/**
+ * The config as it may be published (manifest, dataset card): header values of declared tools and
+ * credentials or query strings in URLs are masked. Keys belong in the secret (`auth`, `apiKeyName`),
+ * but a config written by hand may still carry one.
+ */
+export function publishableConfig(config: RunConfig): RunConfig {
+  const mask = (url: string | undefined) => {
+    if (!url) return url;
+    const u = new URL(url);
+    if (u.username || u.password) [u.username, u.password] = ['***', ''];
+    if (u.search) u.search = '?***';
+    return u.toString();
+  };
+  const models = Object.fromEntries(Object.entries(config.models).map(([role, m]) => [role, { ...m, ...(m.baseURL ? { baseURL: mask(m.baseURL) } : {}) }]));
+  return {
+    ...config,
+    models: models as RunConfig['models'],
+    tools: {
+      ...config.tools,
+      http: config.tools.http.map((t) => ({ ...t, url: mask(t.url)!, headers: Object.fromEntries(Object.keys(t.headers).map((h) => [h, '***'])) })),
+      ...(config.tools.webSearch?.baseURL ? { webSearch: { ...config.tools.webSearch, baseURL: mask(config.tools.webSearch.baseURL) } } : {}),
+    },
+  };
+}

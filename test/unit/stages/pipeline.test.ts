@@ -216,4 +216,35 @@ describe('pipeline stages over in-memory ports', () => {
     expect(m).toMatchObject({ status: 'failed', error: expect.stringContaining('offline model lab') });
     expect(p.state.items.size).toBe(0);
   });
+
+  it('never publishes header values or URL credentials from the config', async () => {
+    const models = new ScriptedModels({
+      target: () => reply([RIGHT, WRONG]),
+      judge: referenceJudge,
+      reward: () => reply(JSON.stringify({ score: 9, failure: 'none', critique: 'good' })),
+    });
+    const p = memoryPipeline(models);
+    const config = {
+      models: { optimizer: { model: 'm', baseURL: 'https://user:pw@llm.example.com/v1?key=sk-secret-1' } },
+      tools: { http: [{ name: 'det', description: 'd', url: 'https://det.example.com/x?token=sk-secret-2', headers: { 'x-api-key': 'sk-secret-3' } }] },
+    };
+    const runId = await start(p, [LINE], config);
+    await drain(p);
+    const published = (await p.blobs.getText('out', `datasets/${runId}/manifest.json`)) + (await p.blobs.getText('out', `datasets/${runId}/README.md`));
+    expect((await manifest(p, runId)).counts.accepted).toBe(1);
+    expect(published).not.toMatch(/sk-secret|pw@/);
+    expect(published).toContain('x-api-key');
+  });
+
+  it('blocks acceptance when the reward model names a failure, whatever its score', async () => {
+    const models = new ScriptedModels({
+      target: () => reply([RIGHT, WRONG]),
+      judge: referenceJudge,
+      reward: () => reply(JSON.stringify({ score: 9, failure: 'chosen_incorrect', critique: 'contradictory' })),
+    });
+    const p = memoryPipeline(models);
+    const runId = await start(p, [LINE], { maxIterations: 1 });
+    await drain(p);
+    expect((await manifest(p, runId)).counts).toMatchObject({ accepted: 0, rejected: 1 });
+  });
 });

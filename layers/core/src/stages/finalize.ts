@@ -2,13 +2,14 @@
 // and the dataset card under datasets/<runId>/. Any number of finalize messages may arrive;
 // the outputs are a deterministic function of the stored items, and the run moves to
 // `complete` exactly once (a conditional write), with the manifest written last.
-import { PassThrough } from 'node:stream';
 import type { Dependencies } from '../dependencies';
 import { addUsage, emptyUsage } from '../models/usage';
+import { jsonLinesUpload } from '../output/jsonl-upload';
 import { datasetCard, fullRecord, openaiRecord, rejectedRecord, trlRecord, type DatasetSummary } from '../output/records';
 import type { ItemRecord, RunRecord, TerminalCounts } from '../state/records';
 import { ROLES, type Attempt, type FinalizeMessage, type TokenUsage, type UsageByRole } from '../types';
 import { estimateCostUsd } from '../budget';
+import { publishableConfig } from '../config';
 import { INITIAL_VERSION, PROMPT_ROLES } from '../policy';
 import { loadInput, workKey } from './item';
 
@@ -34,7 +35,8 @@ export async function runFinalize(deps: Dependencies, body: string): Promise<voi
     deps.log.info('finalize asked before the run is complete', { runId, terminal: counts.total, items: run.items });
     return;
   }
-  await deps.state.updateRun(runId, { status: 'finalizing' }, ['active', 'finalizing']);
+  // Another finalize may have completed the run meanwhile: then its files stand.
+  if (!(await deps.state.updateRun(runId, { status: 'finalizing' }, ['active', 'finalizing']))) return;
   const summary = await writeDataset(deps, run, counts);
   if (await deps.state.updateRun(runId, { status: 'complete', finishedAt: summary.finishedAt }, ['finalizing'])) {
     deps.log.info('run complete', { runId, ...summary.counts });
@@ -45,16 +47,10 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
   const bucket = deps.buckets.output;
   const key = (file: string) => `${run.outputPrefix}${file}`;
   const streams = {
-    trl: new PassThrough(),
-    openai: new PassThrough(),
-    full: new PassThrough(),
-    rejected: new PassThrough(),
-  };
-  const uploads = (Object.keys(streams) as (keyof typeof streams)[]).map((name) =>
-    deps.blobs.putStream(bucket, key(OUTPUT_FILES[name]), streams[name], 'application/x-ndjson'),
-  );
-  const write = async (stream: PassThrough, record: unknown) => {
-    if (!stream.write(`${JSON.stringify(record)}\n`)) await new Promise((r) => stream.once('drain', r));
+    trl: jsonLinesUpload(deps.blobs, bucket, key(OUTPUT_FILES.trl)),
+    openai: jsonLinesUpload(deps.blobs, bucket, key(OUTPUT_FILES.openai)),
+    full: jsonLinesUpload(deps.blobs, bucket, key(OUTPUT_FILES.full)),
+    rejected: jsonLinesUpload(deps.blobs, bucket, key(OUTPUT_FILES.rejected)),
   };
 
   const usage: UsageByRole = {};
@@ -86,19 +82,21 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
             entry.items++;
             finalPrompts.set(`${role}:${p.version}`, entry);
           }
-          await write(streams.trl, trlRecord(input, attempt));
-          await write(streams.openai, openaiRecord(input, attempt));
-          await write(streams.full, fullRecord(run, item, input, attempt));
+          await streams.trl.write(trlRecord(input, attempt));
+          await streams.openai.write(openaiRecord(input, attempt));
+          await streams.full.write(fullRecord(run, item, input, attempt));
         } else {
           written[item.state === 'deadLettered' ? 'deadLettered' : 'rejected']++;
-          await write(streams.rejected, rejectedRecord(item, input, attempt));
+          await streams.rejected.write(rejectedRecord(item, input, attempt));
         }
       }
     }
-  } finally {
-    for (const s of Object.values(streams)) s.end();
-    await Promise.all(uploads);
+  } catch (error) {
+    // Abort every file: a failed pass must never replace a complete dataset with a cut-off one.
+    await Promise.all(Object.values(streams).map((s) => s.abort(error as Error)));
+    throw error;
   }
+  await Promise.all(Object.values(streams).map((s) => s.finish()));
   if (written.accepted !== counts.accepted || written.rejected !== counts.rejected || written.deadLettered !== counts.deadLettered) {
     // The items are the truth for the files; the counters must agree with them.
     deps.log.error('terminal counters disagree with the items', { runId: run.runId, counts, written });
@@ -124,7 +122,7 @@ async function writeDataset(deps: Dependencies, run: RunRecord, counts: Terminal
     iterations: Object.fromEntries(
       Object.entries(byIteration).map(([k, v]) => [k, { ...v, acceptanceRate: Math.round((v.accepted / v.attempts) * 1000) / 1000 }]),
     ),
-    config: run.config,
+    config: publishableConfig(run.config),
     prompts: {
       initial: { target: run.config.prompts.target, judge: run.config.prompts.judge },
       final: [...finalPrompts.values()].sort((a, b) => b.items - a.items),

@@ -1,10 +1,10 @@
 // Ingest: an S3 "object created" notification for a prompt file becomes a run. The file is
 // streamed line by line (never loaded whole); valid lines become items fanned out to generate
 // in batches, invalid lines are recorded with their number and reason, and the run goes on.
-import { PassThrough } from 'node:stream';
 import { ConfigError, parseRunConfig, type RunConfig } from '../config';
 import type { Dependencies } from '../dependencies';
 import { normalizeLine } from '../input/formats';
+import { jsonLinesUpload } from '../output/jsonl-upload';
 import { createToolRegistry } from '../tools/catalog';
 import { readLines } from '../input/lines';
 import { DATASET_PREFIX, INPUT_PREFIX, TRANSIENT_TTL_DAYS } from '../resources';
@@ -95,6 +95,11 @@ export async function ingestObject(deps: Dependencies, object: ObjectRef): Promi
 
   const created = await deps.state.createRun({ ...base, status: 'ingesting', config });
   const run = created ? undefined : await deps.state.getRun(runId);
+  if (run && (run.source.bucket !== object.bucket || run.source.key !== object.key)) {
+    // A chosen run id reused for another file: never mix two files in one run.
+    deps.log.error('run id already belongs to another file; ignored', { runId, key: object.key, runKey: run.source.key });
+    return runId;
+  }
   if (run && (run.ingested || run.status === 'failed')) {
     deps.log.info('duplicate event for an ingested run', { runId });
     return runId;
@@ -108,8 +113,7 @@ export async function ingestObject(deps: Dependencies, object: ObjectRef): Promi
 }
 
 async function ingestLines(deps: Dependencies, runId: string, config: RunConfig, object: ObjectRef) {
-  const invalidOut = new PassThrough();
-  const invalidUpload = deps.blobs.putStream(deps.buckets.output, workKey(runId, 'invalid.jsonl'), invalidOut, 'application/x-ndjson');
+  const invalidOut = jsonLinesUpload(deps.blobs, deps.buckets.output, workKey(runId, 'invalid.jsonl'));
   const expiresAt = Math.floor(Date.now() / 1000) + TRANSIENT_TTL_DAYS * 86_400;
   let lines = 0;
   let invalid = 0;
@@ -117,7 +121,7 @@ async function ingestLines(deps: Dependencies, runId: string, config: RunConfig,
 
   const writeInvalid = async (entry: InvalidLine) => {
     invalid++;
-    if (!invalidOut.write(`${JSON.stringify(entry)}\n`)) await new Promise((r) => invalidOut.once('drain', r));
+    await invalidOut.write(entry);
   };
   const flush = async () => {
     if (batch.length === 0) return;
@@ -145,10 +149,11 @@ async function ingestLines(deps: Dependencies, runId: string, config: RunConfig,
       if (batch.length >= ITEM_BATCH) await flush();
     }
     await flush();
-  } finally {
-    invalidOut.end();
-    await invalidUpload;
+  } catch (error) {
+    await invalidOut.abort(error as Error);
+    throw error;
   }
+  await invalidOut.finish();
   return { lines, items: lines - invalid, invalid };
 }
 

@@ -55,30 +55,46 @@ export async function runItemStage(stage: StageName, deps: Dependencies, body: s
   let item = await deps.state.getItem(message.runId, message.itemId);
   if (!item) throw new Error(`item ${message.runId}/${message.itemId} not found`);
 
-  if (item.outbox) item = await flushOutbox(deps, item);
-  if (item.state !== stage || item.iteration !== message.iteration) return; // duplicate or stale
-
-  const run = await deps.state.getRun(message.runId);
-  if (!run) throw new Error(`run ${message.runId} not found`);
-  const ctx: StageContext = { deps, run, config: parseRunConfig(run.config), item, input: await loadInput(deps, item) };
+  let ctx: StageContext | undefined;
   try {
+    if (item.outbox) item = await flushOutbox(deps, item);
+    if (item.state !== stage || item.iteration !== message.iteration) return; // duplicate or stale
+    const run = await deps.state.getRun(message.runId);
+    if (!run) throw new Error(`run ${message.runId} not found`);
+    ctx = { deps, run, config: parseRunConfig(run.config), item, input: await loadInput(deps, item) };
     const outcome = await STAGES[stage](ctx);
-    await commit(deps, item, outcome, stage === 'judge' ? (stored) => afterJudged(ctx, stored) : undefined);
+    await commit(deps, item, outcome, stage === 'judge' ? (stored) => afterJudged(ctx!, stored) : undefined);
   } catch (error) {
     const reason = errorReason(error);
     if (error instanceof ModelCallError) deps.metrics.add('ModelErrors', 1, { Role: error.role });
-    if (isPermanent(error)) {
+    if (ctx && isPermanent(error)) {
       deps.log.warn('item failed permanently', { runId: item.runId, itemId: item.itemId, stage, reason });
       await commit(deps, item, terminalOutcome(item, 'rejected', `${stage} failed: ${reason}`));
       return;
     }
-    if (receiveCount >= deps.maxReceiveCount(stage)) {
-      // Last delivery: count the item as dead-lettered so the run can finish; the message still
-      // goes to the dead-letter queue for inspection.
-      deps.log.error('item dead-lettered', { runId: item.runId, itemId: item.itemId, stage, reason });
-      await commit(deps, item, terminalOutcome(item, 'deadLettered', `${stage} failed ${receiveCount} times: ${reason}`));
-    }
+    if (receiveCount >= deps.maxReceiveCount(stage)) await deadLetter(deps, message, stage, `${stage} failed ${receiveCount} times: ${reason}`);
     throw error;
+  }
+}
+
+/**
+ * Last delivery: the item ends as dead-lettered so the run can finish (the message still goes to
+ * the dead-letter queue for inspection). Works on a fresh copy: the failure may have come after
+ * a transition was stored, and then its outbox is what must go out.
+ */
+async function deadLetter(deps: Dependencies, message: ItemMessage, stage: StageName, reason: string): Promise<void> {
+  try {
+    const item = await deps.state.getItem(message.runId, message.itemId);
+    if (!item) return;
+    if (item.outbox) {
+      await flushOutbox(deps, item);
+      return;
+    }
+    if (item.state !== stage || item.iteration !== message.iteration) return;
+    deps.log.error('item dead-lettered', { runId: item.runId, itemId: item.itemId, stage, reason });
+    await commit(deps, item, terminalOutcome(item, 'deadLettered', reason));
+  } catch (e) {
+    deps.log.error('could not mark the item dead-lettered; redrive its message', { ...message, error: errorReason(e) });
   }
 }
 

@@ -87,7 +87,9 @@ export async function runJudge(ctx: StageContext): Promise<StageOutcome> {
   if (attempt.judgement && !attempt.failure && !mode.rewardGate) {
     return terminalOutcome(item, 'accepted', `judge margin ${attempt.judgement.margin} ≥ ${config.minMargin} (mode ${config.mode}, no reward gate)`, changes);
   }
-  if (attempt.judgement && score !== undefined && score >= config.rewardThreshold) {
+  // A failure the reward model or the judge named blocks acceptance whatever the score ('other' is advisory).
+  const blocked = attempt.failure !== undefined && attempt.failure !== 'other';
+  if (attempt.judgement && !blocked && score !== undefined && score >= config.rewardThreshold) {
     return terminalOutcome(item, 'accepted', `reward ${score} ≥ ${config.rewardThreshold}`, changes);
   }
   if (item.iteration < mode.maxIterations) return advance(item, 'feedback', item.iteration, changes);
