@@ -21,7 +21,7 @@ import type {
   TokenUsage,
   UsageByRole,
 } from '@anyprefer/core';
-import { ToolRegistry, builtinTools } from '../../layers/core/src/tools/registry';
+import { createToolRegistry } from '../../layers/core/src/tools/catalog';
 
 export class MemoryBlobs implements BlobStore {
   readonly objects = new Map<string, Uint8Array>();
@@ -210,7 +210,7 @@ export function memoryPipeline(models: ModelGateway, defaultConfig: unknown = {}
     log: silent,
     buckets: { input: 'in', output: 'out' },
     models: () => models,
-    tools: (config) => new ToolRegistry(builtinTools(), { settings: config.tools }),
+    tools: (config) => createToolRegistry(config.tools),
     defaultConfig,
     maxReceiveCount: () => 3,
   };

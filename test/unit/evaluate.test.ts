@@ -13,7 +13,7 @@ import {
 } from '../../layers/core/src/evaluate';
 import { ModelCallError } from '../../layers/core/src/models/gateway';
 import { openaiRecord, trlRecord } from '../../layers/core/src/output/records';
-import { builtinTools, ToolRegistry } from '../../layers/core/src/tools/registry';
+import { createToolRegistry } from '../../layers/core/src/tools/catalog';
 import type { Attempt, NormalizedInput } from '../../layers/core/src/types';
 import { reply, ScriptedModels } from '../support/memory';
 
@@ -184,7 +184,7 @@ const example = (line: number, chosen: string, rejected: string, extra: Partial<
 });
 
 const noTools = parseRunConfig({ tools: { enabled: [] } });
-const registry = (config = noTools) => new ToolRegistry(builtinTools(), { settings: config.tools });
+const registry = (config = noTools) => createToolRegistry(config.tools);
 
 describe('evaluateJudge', () => {
   it('measures agreement with the labels; swap judging is forced on, so every example is judged twice', async () => {

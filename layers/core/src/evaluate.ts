@@ -15,7 +15,7 @@
 // Optional on every shape, as in a run's input (input/formats.ts): `reference` (string or number,
 // what the judge's `reference` tool returns), `id`, `domain` or `category`, `metadata`, `images`.
 // The prompt is read by normalizeLine, so prompts follow the rules of a run's `prompt` format.
-import { clip, describe, has, isObject, typeName, type Json, type JsonObject } from './input/json';
+import { clip, describe, has, isObject, parseObjectLine, typeName, type Json, type JsonObject } from './input/json';
 import type { RunConfig } from './config';
 import { MAX_CONTENT_CHARS, normalizeLine } from './input/formats';
 import { excerptOf, readLines, type ReadLinesOptions } from './input/lines';
@@ -55,15 +55,9 @@ const PASSED_THROUGH = ['id', 'reference', 'domain', 'category', 'metadata', 'im
 export function parseLabeledLine(text: string, line: number): LabeledLine {
   const invalid = (reason: string): LabeledLine => ({ ok: false, invalid: { line, reason, excerpt: excerptOf(text) } });
   try {
-    if (text.trim() === '') fail('empty line');
-    let value: Json;
-    try {
-      value = JSON.parse(text) as Json;
-    } catch (err) {
-      fail(`not valid JSON: ${clip(err instanceof Error ? err.message : String(err), 200)}`);
-    }
-    if (!isObject(value)) fail(`expected a JSON object, got ${typeName(value)}`);
-    const obj = value;
+    const parsed = parseObjectLine(text);
+    if (!parsed.ok) fail(parsed.reason);
+    const obj = parsed.value;
 
     let shape: LabeledShape;
     let prompt: Json;

@@ -48,8 +48,6 @@ export type UsageByRole = Partial<Record<Role, TokenUsage>>;
 /** Item lifecycle. `generate`, `judge`, `feedback` are stages; the rest are terminal. */
 export type ItemState = 'generate' | 'judge' | 'feedback' | 'accepted' | 'rejected' | 'deadLettered';
 export type StageName = 'generate' | 'judge' | 'feedback';
-export const TERMINAL_STATES: readonly ItemState[] = ['accepted', 'rejected', 'deadLettered'];
-export const isTerminal = (s: ItemState): boolean => TERMINAL_STATES.includes(s);
 
 /** The message every item queue carries: ids only (claim check), never payloads. */
 export interface ItemMessage {
@@ -63,16 +61,6 @@ export interface FinalizeMessage {
   runId: string;
 }
 
-/** Ingest work: a whole object (from an S3 event) or one byte range of a large object. */
-export interface IngestMessage {
-  bucket: string;
-  key: string;
-  versionId?: string;
-  etag?: string;
-  size?: number;
-  /** Set when a large object was split: this chunk covers [start, end) and begins at `firstLine`. */
-  chunk?: { runId: string; index: number; start: number; end: number; firstLine: number };
-}
 
 export interface Candidate {
   index: number;
@@ -123,13 +111,3 @@ export interface Attempt {
   failure?: string;
 }
 
-export interface PromptVersion {
-  role: 'target' | 'judge';
-  domain: string;
-  version: string;
-  parent?: string;
-  text: string;
-  critique?: string;
-  itemId?: string;
-  createdAt: string;
-}

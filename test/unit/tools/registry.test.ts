@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { builtinTools, ToolRegistry, type Tool } from '../../../layers/core/src/tools/registry';
+import { calculatorTool } from '../../../layers/core/src/tools/calculator';
+import { referenceTool } from '../../../layers/core/src/tools/reference';
+import { ToolRegistry, type Tool } from '../../../layers/core/src/tools/registry';
 
 const call = (name: string, args: string, id = 'c1') => ({ id, name, arguments: args });
 
@@ -21,7 +23,7 @@ function tool(overrides: Partial<Tool> & Pick<Tool, 'execute'>): Tool {
 const echo = tool({ execute: async (args) => (args as { text: string }).text });
 
 describe('ToolRegistry', () => {
-  const registry = new ToolRegistry([...builtinTools(), echo]);
+  const registry = new ToolRegistry([referenceTool, calculatorTool, echo]);
 
   it('lists specs for known names only', () => {
     expect(registry.specs(['calculator', 'nope', 'reference']).map((s) => s.name)).toEqual(['calculator', 'reference']);

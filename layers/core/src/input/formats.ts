@@ -28,7 +28,7 @@
 // - `images` (array) or `image`: s3://bucket/key, https:// or data:image/...;base64 URLs; chat
 //   content parts of type `image_url` are collected too. Target and judge see them as image content.
 // A `null` optional field counts as absent.
-import { clip, describe, has, isObject, typeName, type Json, type JsonObject } from './json';
+import { clip, describe, has, isObject, parseObjectLine, typeName, type Json, type JsonObject } from './json';
 import type { ChatMessage, InputFormat, InvalidLine, NormalizedInput } from '../types';
 import { excerptOf } from './lines';
 
@@ -67,15 +67,9 @@ export function normalizeLine(text: string, line: number): NormalizeResult {
 }
 
 function normalize(text: string, line: number): NormalizedInput {
-  if (text.trim() === '') fail('empty line');
-  let value: Json;
-  try {
-    value = JSON.parse(text) as Json;
-  } catch (err) {
-    fail(`not valid JSON: ${clip(err instanceof Error ? err.message : String(err), 200)}`);
-  }
-  if (!isObject(value)) fail(`expected a JSON object, got ${typeName(value)}`);
-  const obj = value;
+  const json = parseObjectLine(text);
+  if (!json.ok) fail(json.reason);
+  const obj = json.value;
 
   const format = detect(obj);
   const common = commonFields(obj, format);

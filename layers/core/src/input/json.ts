@@ -24,3 +24,16 @@ export function describe(v: Json | undefined): string {
 export function clip(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
+
+/** A line as a JSON object, or the reason it is not one (the first checks of every line reader). */
+export function parseObjectLine(text: string): { ok: true; value: JsonObject } | { ok: false; reason: string } {
+  if (text.trim() === '') return { ok: false, reason: 'empty line' };
+  let value: Json;
+  try {
+    value = JSON.parse(text) as Json;
+  } catch (err) {
+    return { ok: false, reason: `not valid JSON: ${clip(err instanceof Error ? err.message : String(err), 200)}` };
+  }
+  if (!isObject(value)) return { ok: false, reason: `expected a JSON object, got ${typeName(value)}` };
+  return { ok: true, value };
+}

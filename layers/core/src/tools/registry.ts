@@ -3,8 +3,6 @@
 import type { RunConfig } from '../config';
 import type { BlobStore, ToolCall, ToolSpec } from '../ports';
 import type { ToolEvidence } from '../types';
-import { calculatorTool } from './calculator';
-import { referenceTool } from './reference';
 
 export interface ToolContext {
   reference?: string;
@@ -40,9 +38,6 @@ export interface Tool {
   execute(args: unknown, ctx: ToolContext): Promise<string>;
 }
 
-export function builtinTools(): Tool[] {
-  return [referenceTool, calculatorTool];
-}
 
 export const truncate = (text: string, max: number): string =>
   text.length > max ? `${text.slice(0, max)}…[truncated ${text.length - max} chars]` : text;
